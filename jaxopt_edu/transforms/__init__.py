@@ -1,0 +1,1 @@
+"""Transformations: one file per concept. Public names are exported from `jaxopt_edu`."""

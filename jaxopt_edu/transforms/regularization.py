@@ -1,0 +1,158 @@
+"""Regularization: L2 weight decay and two forms of L1."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxopt_edu import tree
+from jaxopt_edu.base import GradientTransformation, ScalarOrSchedule
+from jaxopt_edu.hyper import NONNEG, Hyper, HyperParams, safe_increment
+
+__all__ = ["RegularizationState", "add_decayed_weights", "add_l1_subgradient", "proximal_l1"]
+
+MaskOrFn = Any | Callable[[Any], Any] | None
+
+
+class RegularizationState(NamedTuple):
+    """State of `add_decayed_weights`, `add_l1_subgradient` and `proximal_l1`."""
+
+    count: jax.Array  # shape=(), int32
+    hyperparams: HyperParams
+
+
+def _need_params(owner, params):
+    if params is None:
+        raise ValueError(
+            f"{owner} needs the params: call `update(updates, state, params)` with the "
+            "current params as third argument."
+        )
+
+
+def _mask_tree(mask: MaskOrFn, params) -> Any:
+    """The boolean mask tree (True = regularize this leaf); all True when mask is None."""
+    if mask is None:
+        return jax.tree.map(lambda _: True, params)
+    m = mask(params) if callable(mask) else mask
+    tree.check_match(m, params, "mask", "params", shapes=False)
+    return m
+
+
+def _regularizer(owner, hyper_items, mask, fn) -> GradientTransformation:
+    """A stateless per-leaf rule fn(g, p, values) -> update, applied where mask is True."""
+    hyper = Hyper(owner, **hyper_items)
+
+    def init_fn(params):
+        del params
+        return RegularizationState(count=jnp.zeros([], jnp.int32), hyperparams=hyper.init())
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
+        _need_params(owner, params)
+        tree.check_match(updates, params, "updates", "params")
+        values = state.hyperparams.values
+
+        def leaf(g, p, m):
+            if m is False:  # a static False leaf of the mask: leave it alone
+                return g
+            dt = tree.promote(tree.compute_dtype(g), tree.compute_dtype(p))
+            h = {k: v.astype(dt) for k, v in values.items()}
+            new = fn(g.astype(dt), p.astype(dt), h).astype(g.dtype)
+            return new if m is True else jnp.where(m, new, g)
+
+        out = jax.tree.map(leaf, updates, params, _mask_tree(mask, params))
+        count = safe_increment(state.count)
+        return out, RegularizationState(count, hyper.advance(state.hyperparams, count))
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+def add_decayed_weights(
+    weight_decay: ScalarOrSchedule = 0.0, mask: MaskOrFn = None
+) -> GradientTransformation:
+    """Add $\\lambda\\,\\theta$ to the updates (L2 regularization / weight decay).
+
+    $$u_t = g_t + \\lambda\\, \\theta_{t-1}$$
+
+    Placed before an adaptive scaling it is L2 regularization of the loss
+    ($\\tfrac{\\lambda}{2}\\|\\theta\\|^2$); placed after it, just before the learning
+    rate, it is decoupled weight decay (AdamW).
+
+    Args:
+      weight_decay: $\\lambda \\ge 0$.
+      mask: a tree of booleans like the params (or a function params -> such a
+        tree); False leaves are not decayed (biases, norms' scales).
+
+    PyTorch: `weight_decay=` of `torch.optim.SGD`/`Adam` (before the scaling) and of
+    `torch.optim.AdamW` (after it, multiplied by the learning rate).
+    Pitfall: in Adam, L2 before the scaling is divided by sqrt(v) and barely
+    regularizes weights with large gradients: use AdamW's decoupled form.
+    Reference: Loshchilov & Hutter, Decoupled Weight Decay Regularization,
+    https://arxiv.org/abs/1711.05101
+    """
+    return _regularizer(
+        "add_decayed_weights",
+        {"weight_decay": (weight_decay, NONNEG)},
+        mask,
+        lambda g, p, h: g + h["weight_decay"] * p,
+    )
+
+
+def add_l1_subgradient(l1_strength: ScalarOrSchedule = 0.0, mask: MaskOrFn = None):
+    """Add the subgradient of $\\lambda\\|\\theta\\|_1$ to the updates.
+
+    $$u_t = g_t + \\lambda\\, \\operatorname{sign}(\\theta_{t-1})$$
+
+    Args:
+      l1_strength: $\\lambda \\ge 0$. mask: as in `add_decayed_weights`.
+
+    PyTorch: none built in (people add `lam * p.abs().sum()` to the loss, which
+    gives the same gradient).
+    Pitfall: weights oscillate around zero instead of becoming exactly zero; use
+    `proximal_l1` when you want real sparsity.
+    Reference: Tibshirani, The Lasso, 1996, https://doi.org/10.1111/j.2517-6161.1996.tb02080.x
+    """
+    return _regularizer(
+        "add_l1_subgradient",
+        {"l1_strength": (l1_strength, NONNEG)},
+        mask,
+        lambda g, p, h: g + h["l1_strength"] * jnp.sign(p),
+    )
+
+
+def proximal_l1(
+    l1_strength: ScalarOrSchedule, learning_rate: ScalarOrSchedule, mask: MaskOrFn = None
+) -> GradientTransformation:
+    """Soft-threshold the parameters after the step (proximal gradient for L1).
+
+    Put it LAST in a chain, after the learning rate. With $y = \\theta_{t-1} + u_t$
+    (the step the chain proposes) and $\\tau = \\eta\\lambda$:
+
+    $$\\theta_t = \\operatorname{sign}(y)\\max(|y| - \\tau, 0),\\qquad
+    u'_t = \\theta_t - \\theta_{t-1}$$
+
+    Args:
+      l1_strength: $\\lambda \\ge 0$. learning_rate: $\\eta \\ge 0$, the same one the
+        chain uses (a schedule too). mask: as in `add_decayed_weights`.
+
+    PyTorch: none. Pitfall: the chain now has two `learning_rate`s;
+    `tree.set(state, learning_rate=...)` sets both (as it should), and
+    `tree.get` asks you to use `tree.get_all_with_path`.
+    Reference: Parikh & Boyd, Proximal Algorithms, section 6.5.2,
+    https://web.stanford.edu/~boyd/papers/pdf/prox_algs.pdf
+    """
+
+    def fn(u, p, h):
+        y = p + u
+        tau = h["l1_strength"] * h["learning_rate"]
+        return jnp.sign(y) * jnp.maximum(jnp.abs(y) - tau, 0) - p
+
+    return _regularizer(
+        "proximal_l1",
+        {"l1_strength": (l1_strength, NONNEG), "learning_rate": (learning_rate, NONNEG)},
+        mask,
+        fn,
+    )

@@ -1,0 +1,387 @@
+"""Tree math and state access.
+
+Transformations do all their work on trees through these helpers (never with
+hand-written `jax.tree.map` loops of their own), so one place decides dtypes,
+promotion and, later, the flat parameter layout underneath.
+
+Arithmetic rule used throughout: an element is computed in
+`compute_dtype(x)`, the promotion of its dtype with float32 (so bfloat16 and
+float16 work in float32, float64 stays float64), and stored back in the dtype of
+whatever holds it (the update's dtype, or the moment's own `mu_dtype`).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxopt_edu.hyper import HyperParams
+
+__all__ = [
+    "add",
+    "bias_correction",
+    "cast",
+    "check_match",
+    "compute_dtype",
+    "promote",
+    "get",
+    "get_all_with_path",
+    "lerp",
+    "norm",
+    "scale",
+    "set",
+    "sub",
+    "sum",
+    "update_infinity_moment",
+    "update_moment",
+    "vdot",
+    "where",
+    "zeros_like",
+]
+
+
+def promote(*dtypes: Any) -> np.dtype:
+    """JAX's standard promotion of `dtypes`, whatever `jax_numpy_dtype_promotion` says.
+
+    Transformations cast explicitly to this dtype, so they run unchanged under the
+    strict promotion mode users (and our tests) turn on.
+    """
+    with jax.numpy_dtype_promotion("standard"):
+        out = dtypes[0]
+        for d in dtypes[1:]:
+            out = jnp.promote_types(out, d)
+        return np.dtype(out)
+
+
+def compute_dtype(x: chex.Array) -> np.dtype:
+    """The dtype arithmetic on `x` runs in: `x.dtype` promoted with float32."""
+    return promote(x.dtype, jnp.float32)
+
+
+def _c(scalar: chex.Numeric, dtype) -> jax.Array:
+    """A hyperparameter (any float dtype) cast to the dtype of the arithmetic."""
+    if jnp.iscomplexobj(np.zeros((), dtype)):
+        dtype = jnp.finfo(dtype).dtype  # real part's dtype: scalars stay real
+    return jnp.asarray(scalar).astype(dtype)
+
+
+def _abs_sq(x: jax.Array) -> jax.Array:
+    return (x * jnp.conj(x)).real if jnp.iscomplexobj(x) else x * x
+
+
+# ---------------------------------------------------------------- arithmetic
+
+
+def add(*trees: chex.ArrayTree) -> chex.ArrayTree:
+    """Leafwise sum of trees of the same structure: $\\sum_i x_i$ (dtype of the first)."""
+
+    def f(x, *ys):
+        dt = compute_dtype(x)
+        acc = x.astype(dt)
+        for y in ys:
+            acc = acc + y.astype(dt)
+        return acc.astype(x.dtype)
+
+    return jax.tree.map(f, *trees)
+
+
+def sub(a: chex.ArrayTree, b: chex.ArrayTree) -> chex.ArrayTree:
+    """Leafwise difference $a - b$ (dtype of `a`)."""
+    return jax.tree.map(lambda x, y: (x.astype(compute_dtype(x)) - y).astype(x.dtype), a, b)
+
+
+def scale(scalar: chex.Numeric, tree: chex.ArrayTree) -> chex.ArrayTree:
+    """Leafwise $c\\,x$, each leaf keeping its dtype; `c` may be an array of any float dtype."""
+
+    def f(x):
+        dt = compute_dtype(x)
+        return (_c(scalar, dt) * x.astype(dt)).astype(x.dtype)
+
+    return jax.tree.map(f, tree)
+
+
+def lerp(a: chex.Array, b: chex.Array, t: chex.Numeric) -> chex.Array:
+    """$(1 - t)\\,a + t\\,b$ for one leaf, in `a`'s dtype."""
+    dt = compute_dtype(a)
+    tt = _c(t, dt)
+    return (tt * b.astype(dt) + (1 - tt) * a.astype(dt)).astype(a.dtype)
+
+
+def where(condition: Any, a: chex.ArrayTree, b: chex.ArrayTree) -> chex.ArrayTree:
+    """Leafwise `a if condition else b`; `condition` is a boolean scalar or a tree of them."""
+    if isinstance(condition, bool | jax.Array | np.ndarray | np.bool_):
+        return jax.tree.map(lambda x, y: jnp.where(condition, x, y), a, b)
+    return jax.tree.map(lambda c, x, y: jnp.where(c, x, y), condition, a, b)
+
+
+def zeros_like(tree: chex.ArrayTree, dtype: Any = None) -> chex.ArrayTree:
+    """Zeros shaped like each leaf, in `dtype` (default: the leaf's dtype).
+
+    Works on `jax.ShapeDtypeStruct` leaves too, so `init` can run on abstract params.
+    """
+    return jax.tree.map(lambda x: jnp.zeros(x.shape, dtype or x.dtype), tree)
+
+
+def full_like(tree: chex.ArrayTree, value: chex.Numeric, dtype: Any = None) -> chex.ArrayTree:
+    """`value` shaped like each leaf, in `dtype` (default: the leaf's dtype)."""
+    return jax.tree.map(lambda x: jnp.full(x.shape, value, dtype or x.dtype), tree)
+
+
+def cast(tree: chex.ArrayTree, dtype: Any) -> chex.ArrayTree:
+    """Every leaf cast to `dtype`; `None` keeps each leaf's dtype."""
+    if dtype is None:
+        return tree
+    return jax.tree.map(lambda x: jnp.asarray(x).astype(dtype), tree)
+
+
+def cast_like(tree: chex.ArrayTree, like: chex.ArrayTree) -> chex.ArrayTree:
+    """Every leaf of `tree` cast to the dtype of the matching leaf of `like`."""
+    return jax.tree.map(lambda x, y: x.astype(y.dtype), tree, like)
+
+
+def _sum_dtype(tree) -> np.dtype:
+    leaves = jax.tree.leaves(tree)
+    dt = jnp.float32
+    for x in leaves:
+        dt = promote(dt, compute_dtype(x))
+    return jnp.finfo(dt).dtype if jnp.issubdtype(dt, jnp.complexfloating) else dt
+
+
+def sum(tree: chex.ArrayTree) -> jax.Array:  # noqa: A001 - mirrors jnp.sum
+    """$\\sum$ of every element of every leaf, in at least float32."""
+    leaves = jax.tree.leaves(tree)
+    dt = jnp.float32
+    for x in leaves:
+        dt = promote(dt, compute_dtype(x))
+    return builtins.sum((jnp.sum(x.astype(dt)) for x in leaves), jnp.zeros([], dt))
+
+
+def vdot(a: chex.ArrayTree, b: chex.ArrayTree) -> jax.Array:
+    """Inner product of two trees: $\\sum_i \\langle a_i, b_i\\rangle$ (conjugating `a`)."""
+    dt = promote(_sum_dtype(a), _sum_dtype(b))
+    pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    return builtins.sum(
+        (jnp.vdot(x.astype(dt).ravel(), y.astype(dt).ravel()) for x, y in pairs),
+        jnp.zeros([], dt),
+    )
+
+
+def norm(tree: chex.ArrayTree, ord: int | float | str = 2, squared: bool = False) -> jax.Array:
+    """Global norm of a tree, as if all leaves were one vector.
+
+    $$\\|x\\|_2 = \\sqrt{\\textstyle\\sum_i |x_i|^2},\\quad \\|x\\|_1 = \\sum_i |x_i|,\\quad
+    \\|x\\|_\\infty = \\max_i |x_i|$$
+
+    `ord` is 2, 1 or `"inf"`/`jnp.inf`; `squared=True` returns $\\|x\\|_2^2$. Computed in at
+    least float32 whatever the leaf dtypes.
+    """
+    dt = _sum_dtype(tree)
+    leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
+    zero = jnp.zeros([], dt)
+    if ord == 2:
+        sq = builtins.sum((jnp.sum(_abs_sq(x.astype(compute_dtype(x)))).astype(dt) for x in leaves), zero)
+        return sq if squared else jnp.sqrt(sq)
+    if squared:
+        raise ValueError(f"norm: `squared=True` needs ord=2, got ord={ord!r}.")
+    if ord == 1:
+        return builtins.sum((jnp.sum(jnp.abs(x)).astype(dt) for x in leaves), zero)
+    if ord in ("inf", jnp.inf):
+        return builtins.max((jnp.max(jnp.abs(x), initial=0).astype(dt) for x in leaves), default=zero)
+    raise ValueError(f"norm: `ord` must be 1, 2 or 'inf', got {ord!r}.")
+
+
+# ---------------------------------------------------------------- moments
+
+
+def update_moment(
+    updates: chex.ArrayTree, moments: chex.ArrayTree, decay: chex.Numeric, order: int
+) -> chex.ArrayTree:
+    """Exponential moving average of the gradients (order 1) or their squares (order 2).
+
+    $$m_t = \\beta m_{t-1} + (1-\\beta)\\,g_t \\quad\\text{or}\\quad
+    v_t = \\beta v_{t-1} + (1-\\beta)\\,|g_t|^2$$
+
+    Each result keeps its moment's dtype (so `mu_dtype=bfloat16` stores bfloat16).
+    """
+    if order not in (1, 2):
+        raise ValueError(f"update_moment: `order` must be 1 or 2, got {order!r}.")
+
+    def f(g, m):
+        dt = promote(compute_dtype(g), compute_dtype(m))
+        b = _c(decay, dt)
+        g = g.astype(dt)
+        x = g if order == 1 else _abs_sq(g)
+        return ((1 - b) * x + b * m.astype(dt)).astype(m.dtype)
+
+    return jax.tree.map(f, updates, moments)
+
+
+def update_infinity_moment(
+    updates: chex.ArrayTree, moments: chex.ArrayTree, decay: chex.Numeric, eps: chex.Numeric
+) -> chex.ArrayTree:
+    """Adamax's exponentially weighted infinity norm: $u_t = \\max(\\beta u_{t-1}, |g_t| + \\epsilon)$."""
+
+    def f(g, m):
+        dt = promote(compute_dtype(g), compute_dtype(m))
+        b, e = _c(decay, dt), _c(eps, dt)
+        return jnp.maximum(b * m.astype(dt), jnp.abs(g.astype(dt)) + e).astype(m.dtype)
+
+    return jax.tree.map(f, updates, moments)
+
+
+def bias_correction(moment: chex.ArrayTree, decay: chex.Numeric, count: chex.Array) -> chex.ArrayTree:
+    """Undo the zero initialisation of a moving average: $\\hat m_t = m_t / (1 - \\beta^t)$.
+
+    Returned in each leaf's compute dtype (not rounded back to a low-precision
+    `mu_dtype`), ready for the next arithmetic step.
+    """
+    decay = jnp.asarray(decay)
+    correction = 1 - decay ** jnp.asarray(count).astype(decay.dtype)
+
+    def f(m):
+        dt = compute_dtype(m)
+        return m.astype(dt) / _c(correction, dt)
+
+    return jax.tree.map(f, moment)
+
+
+# ---------------------------------------------------------------- structure checks
+
+
+def _paths_and_leaves(tree):
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: x is None)
+    return [(jax.tree_util.keystr(p), x) for p, x in flat]
+
+
+def check_match(
+    tree: chex.ArrayTree, reference: chex.ArrayTree, name: str, ref_name: str, shapes: bool = True
+) -> None:
+    """Raise `ValueError` naming the first path where `tree` and `reference` differ.
+
+    Both structure and (unless `shapes=False`) leaf shapes are compared (at trace time: it costs nothing in a
+    compiled step). A `None` leaf in `reference` matches anything in `tree`, and the
+    other way round, as `apply_updates` skips them.
+    """
+    a, b = _paths_and_leaves(tree), _paths_and_leaves(reference)
+    if jax.tree.structure(tree, is_leaf=lambda x: x is None) != jax.tree.structure(
+        reference, is_leaf=lambda x: x is None
+    ):
+        pa, pb = [p for p, _ in a], [p for p, _ in b]
+        extra = [p for p in pa if p not in set(pb)]
+        missing = [p for p in pb if p not in set(pa)]
+        if missing:
+            where_ = f"`{name}` lacks {missing[0] or '<root>'}, which `{ref_name}` has"
+        elif extra:
+            where_ = f"`{name}` has {extra[0] or '<root>'}, which `{ref_name}` lacks"
+        else:  # same paths, different node types (e.g. list vs tuple)
+            where_ = "same paths but different container types"
+        raise ValueError(
+            f"`{name}` does not match the structure of `{ref_name}`: {where_}.\n"
+            f"  {name}: {jax.tree.structure(tree)}\n  {ref_name}: {jax.tree.structure(reference)}\n"
+            f"Pass a `{name}` tree built from the same params the optimizer was initialised with."
+        )
+    for (path, x), (_, y) in zip(a, b, strict=True):
+        if not shapes or x is None or y is None:
+            continue
+        sx, sy = np.shape(x), np.shape(y)
+        if sx != sy:
+            raise ValueError(
+                f"`{name}` does not match `{ref_name}` at {path or '<root>'}: shape {sx} vs {sy}. "
+                f"Pass a `{name}` leaf with the shape of the param it belongs to."
+            )
+
+
+# ---------------------------------------------------------------- hyperparameters
+
+
+def _hyper_nodes(state: chex.ArrayTree) -> list[tuple[str, HyperParams]]:
+    flat, _ = jax.tree_util.tree_flatten_with_path(
+        state, is_leaf=lambda x: isinstance(x, HyperParams)
+    )
+    return [(jax.tree_util.keystr(p), x) for p, x in flat if isinstance(x, HyperParams)]
+
+
+def _available(state) -> list[str]:
+    return sorted({k for _, hp in _hyper_nodes(state) for k in hp.values})
+
+
+def get_all_with_path(state: chex.ArrayTree, name: str) -> list[tuple[str, jax.Array]]:
+    """Every hyperparameter called `name` in an optimizer state, with its path.
+
+    Returns `[(path, value), ...]` (an empty list when there is none). Use it when a
+    chain holds the same name twice (`get` refuses to guess which one you mean).
+    """
+    return [(f"{p}.values[{name!r}]", hp.values[name]) for p, hp in _hyper_nodes(state) if name in hp.values]
+
+
+def get(state: chex.ArrayTree, name: str) -> jax.Array:
+    """The value of hyperparameter `name` that the next `update` will use.
+
+    `jaxopt_edu.tree.get(state, "learning_rate")` works on the state of any optimizer
+    or chain of this library; for a schedule it is the schedule's value at the
+    current step (or the value `set` put there).
+
+    PyTorch: `optimizer.param_groups[0]["lr"]`.
+    Pitfall: a chain that holds the name twice raises; use `get_all_with_path`.
+    """
+    found = get_all_with_path(state, name)
+    if not found:
+        raise KeyError(
+            f"tree.get: no hyperparameter named {name!r} in this state; it has "
+            f"{_available(state) or 'none'}. Use one of those names (an optimizer's argument "
+            "name); values used only by `init` (e.g. initial_scale) are not kept in the state."
+        )
+    if len(found) > 1:
+        paths = ", ".join(p for p, _ in found)
+        raise KeyError(
+            f"tree.get: {name!r} appears {len(found)} times in this state ({paths}). "
+            "Use tree.get_all_with_path(state, name) and pick one."
+        )
+    return found[0][1]
+
+
+def set(state: chex.ArrayTree, **values: chex.Numeric) -> chex.ArrayTree:  # noqa: A001
+    """A copy of `state` whose hyperparameters `name=value` take effect from the next update.
+
+    Values are cast to the stored dtype, so a jitted step does not recompile. Every
+    occurrence of a name is set (a chain with two learning rates gets both). A
+    hyperparameter built from a schedule stops following it and keeps the given value.
+    A value with leading batch axes (e.g. 8 learning rates) builds a batch of states
+    to run with `jax.vmap(update, in_axes=(..., 0, ...))`.
+
+    PyTorch: `for g in optimizer.param_groups: g["lr"] = value`.
+    Pitfall: `set` returns a new state; the old one is unchanged (keep the result).
+    """
+    available = _available(state)
+    unknown = [k for k in values if k not in available]
+    if unknown:
+        raise KeyError(
+            f"tree.set: no hyperparameter named {unknown[0]!r} in this state; it has "
+            f"{available or 'none'}. Use one of those names."
+        )
+    for k, v in values.items():
+        if callable(v) or isinstance(v, str | bool):
+            raise ValueError(
+                f"tree.set: `{k}` must be a number or an array of numbers, got {v!r}. "
+                "To use a new schedule, build a new optimizer."
+            )
+
+    def replace(node):
+        if not isinstance(node, HyperParams):
+            return node
+        new_values, new_sched = dict(node.values), dict(node.scheduled)
+        for k, v in values.items():
+            if k in new_values:
+                new_values[k] = jnp.asarray(v).astype(node.values[k].dtype)
+                if k in new_sched:
+                    new_sched[k] = jnp.zeros(jnp.shape(new_values[k]), bool)
+        return HyperParams(values=new_values, scheduled=new_sched)
+
+    return jax.tree.map(replace, state, is_leaf=lambda x: isinstance(x, HyperParams))
+
