@@ -20,10 +20,15 @@ import jax
 import jax.numpy as jnp
 
 Params = chex.ArrayTree
+"""A pytree of arrays holding a model's parameters $\\theta$ (nested dicts, lists, tuples)."""
 Updates = chex.ArrayTree
+"""A pytree shaped like the params: gradients $g_t$ going into `update`, updates $u_t$ coming out."""
 OptState = chex.ArrayTree
+"""An optimizer state: the pytree `init` returns and `update` advances (NamedTuples here)."""
 Schedule = Callable[[chex.Numeric], chex.Numeric]
+"""A pure function of the step count $t$ (an int32 array) to a value, e.g. $\\eta_t$."""
 ScalarOrSchedule = float | jax.Array | Schedule
+"""A hyperparameter given as a number (held constant) or as a `Schedule` of the step count."""
 
 __all__ = [
     "EmptyState",
@@ -81,8 +86,10 @@ class GradientTransformationExtraArgs(GradientTransformation):
     transformation wants keyword arguments such as `value` or `grad` (a line search
     does). All transformations built here accept extra arguments, so the difference
     only matters for transformations written elsewhere (see
-    `with_extra_args_support`). PyTorch: `Optimizer.step(closure)` is the nearest
-    thing. Pitfall: a misspelled keyword is ignored, not reported.
+    `with_extra_args_support`).
+
+    PyTorch: `Optimizer.step(closure)` is the nearest thing.
+    Pitfall: a misspelled keyword is ignored, not reported.
     Reference: optax.GradientTransformationExtraArgs.
     """
 
@@ -90,7 +97,8 @@ class GradientTransformationExtraArgs(GradientTransformation):
 class EmptyState(NamedTuple):
     """The state of a transformation that keeps none (an empty tuple).
 
-    PyTorch: an optimizer with an empty `state` dict. Pitfall: none.
+    PyTorch: an optimizer with an empty `state` dict.
+    Pitfall: none.
     Reference: optax.EmptyState.
     """
 
@@ -113,7 +121,9 @@ def with_extra_args_support(tx: GradientTransformation) -> GradientTransformatio
     Use it for a transformation written for an older optax API before chaining it
     with transformations that receive extra arguments. Transformations that already
     accept `**extra_args` are returned unchanged (as the ExtraArgs type).
-    PyTorch: none. Pitfall: the wrapped update never sees the extra arguments.
+
+    PyTorch: none.
+    Pitfall: the wrapped update never sees the extra arguments.
     Reference: optax.with_extra_args_support.
     """
     if not callable(getattr(tx, "init", None)) or not callable(getattr(tx, "update", None)):
@@ -134,8 +144,8 @@ def with_extra_args_support(tx: GradientTransformation) -> GradientTransformatio
 def identity() -> GradientTransformation:
     """Pass updates through unchanged: $u_t = g_t$.
 
-    PyTorch: none (an optimizer with lr=1 and no sign flip). Pitfall: on its own it
-    climbs the loss; it is a building block, not an optimizer.
+    PyTorch: none (an optimizer with lr=1 and no sign flip).
+    Pitfall: on its own it climbs the loss; it is a building block, not an optimizer.
     Reference: optax.identity.
     """
 
@@ -153,8 +163,8 @@ def identity() -> GradientTransformation:
 def set_to_zero() -> GradientTransformation:
     """Replace every update by zeros: $u_t = 0$ (freezes the params it sees).
 
-    PyTorch: `param.requires_grad_(False)`. Pitfall: gradients are still computed;
-    stop them at the source if the cost matters.
+    PyTorch: `param.requires_grad_(False)`.
+    Pitfall: gradients are still computed; stop them at the source if the cost matters.
     Reference: optax.set_to_zero.
     """
 
@@ -174,7 +184,8 @@ def stateless(f: Callable[[Updates, Params | None], Updates]) -> GradientTransfo
 
     $$u_t = f(g_t, \\theta_{t-1})$$
 
-    PyTorch: none. Pitfall: `f` must be traceable (no Python branching on values).
+    PyTorch: none.
+    Pitfall: `f` must be traceable (no Python branching on values).
     Reference: optax.stateless.
     """
     if not callable(f):
@@ -205,7 +216,9 @@ def apply_updates(params: Params, updates: Updates) -> Params:
 
     The sum is computed in the wider of the two dtypes, then cast back to the
     param's dtype (a bfloat16 param stays bfloat16). `None` leaves of `params` are
-    skipped. PyTorch: the in-place `param.add_(update)` inside `Optimizer.step()`.
+    skipped.
+
+    PyTorch: the in-place `param.add_(update)` inside `Optimizer.step()`.
     Pitfall: in bfloat16 a small update can round away entirely.
     Reference: optax.apply_updates.
     """
@@ -249,8 +262,8 @@ def periodic_update(
 
     $$x = x_{new}\\ \\text{if}\\ t \\bmod P = 0\\ \\text{else}\\ x_{old}$$
 
-    PyTorch: none (done by hand for target networks). Pitfall: step 0 counts as a
-    multiple of the period, so the first call copies.
+    PyTorch: none (done by hand for target networks).
+    Pitfall: step 0 counts as a multiple of the period, so the first call copies.
     Reference: Mnih et al., DQN target networks, https://doi.org/10.1038/nature14236
     """
     if not isinstance(update_period, int) or update_period < 1:

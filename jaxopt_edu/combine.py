@@ -63,7 +63,8 @@ def named_chain(*transforms: tuple[str, GradientTransformation]) -> GradientTran
     `named_chain(("clip", clip_by_global_norm(1.0)), ("adam", adam(1e-3)))` has
     state `{"clip": ..., "adam": ...}`, easy to read and to restore by name.
 
-    PyTorch: none. Pitfall: names must be unique (checked).
+    PyTorch: none.
+    Pitfall: names must be unique (checked).
     Reference: optax.named_chain.
     """
     names = []

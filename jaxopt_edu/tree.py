@@ -13,7 +13,6 @@ whatever holds it (the update's dtype, or the moment's own `mu_dtype`).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
 from typing import Any
 
 import chex
@@ -185,14 +184,18 @@ def norm(tree: chex.ArrayTree, ord: int | float | str = 2, squared: bool = False
     leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
     zero = jnp.zeros([], dt)
     if ord == 2:
-        sq = builtins.sum((jnp.sum(_abs_sq(x.astype(compute_dtype(x)))).astype(dt) for x in leaves), zero)
+        sq = builtins.sum(
+            (jnp.sum(_abs_sq(x.astype(compute_dtype(x)))).astype(dt) for x in leaves), zero
+        )
         return sq if squared else jnp.sqrt(sq)
     if squared:
         raise ValueError(f"norm: `squared=True` needs ord=2, got ord={ord!r}.")
     if ord == 1:
         return builtins.sum((jnp.sum(jnp.abs(x)).astype(dt) for x in leaves), zero)
     if ord in ("inf", jnp.inf):
-        return builtins.max((jnp.max(jnp.abs(x), initial=0).astype(dt) for x in leaves), default=zero)
+        return builtins.max(
+            (jnp.max(jnp.abs(x), initial=0).astype(dt) for x in leaves), default=zero
+        )
     raise ValueError(f"norm: `ord` must be 1, 2 or 'inf', got {ord!r}.")
 
 
@@ -235,7 +238,9 @@ def update_infinity_moment(
     return jax.tree.map(f, updates, moments)
 
 
-def bias_correction(moment: chex.ArrayTree, decay: chex.Numeric, count: chex.Array) -> chex.ArrayTree:
+def bias_correction(
+    moment: chex.ArrayTree, decay: chex.Numeric, count: chex.Array
+) -> chex.ArrayTree:
     """Undo the zero initialisation of a moving average: $\\hat m_t = m_t / (1 - \\beta^t)$.
 
     Returned in each leaf's compute dtype (not rounded back to a low-precision
@@ -317,7 +322,11 @@ def get_all_with_path(state: chex.ArrayTree, name: str) -> list[tuple[str, jax.A
     Returns `[(path, value), ...]` (an empty list when there is none). Use it when a
     chain holds the same name twice (`get` refuses to guess which one you mean).
     """
-    return [(f"{p}.values[{name!r}]", hp.values[name]) for p, hp in _hyper_nodes(state) if name in hp.values]
+    return [
+        (f"{p}.values[{name!r}]", hp.values[name])
+        for p, hp in _hyper_nodes(state)
+        if name in hp.values
+    ]
 
 
 def get(state: chex.ArrayTree, name: str) -> jax.Array:
@@ -384,4 +393,3 @@ def set(state: chex.ArrayTree, **values: chex.Numeric) -> chex.ArrayTree:  # noq
         return HyperParams(values=new_values, scheduled=new_sched)
 
     return jax.tree.map(replace, state, is_leaf=lambda x: isinstance(x, HyperParams))
-

@@ -102,7 +102,7 @@ CASES = [
         lambda: jo.adadelta(0.5, weight_decay=0.01),
         lambda: optax.adadelta(0.5, weight_decay=0.01),
         ("learning_rate", "rho", "eps", "weight_decay"),
-        (lambda: jo.adadelta(5.0), 1000, 1e-2),
+        (lambda: jo.adadelta(1.0), 3000, 5e-2),  # AdaDelta is slow: see its Pitfall
         None,
     ),
     Case(
@@ -118,7 +118,7 @@ CASES = [
         lambda: jo.adam(0.01, b1=0.8, b2=0.95, eps=1e-6, eps_root=1e-10),
         lambda: optax.adam(0.01, b1=0.8, b2=0.95, eps=1e-6, eps_root=1e-10),
         ADAM_HP,
-        (lambda: jo.adam(0.05, b1=0.8, b2=0.95), 500, 1e-3),
+        (lambda: jo.adam(0.05, b1=0.8, b2=0.95), 500, 1e-2),
         None,
     ),
     Case(
@@ -151,7 +151,7 @@ CASES = [
         lambda: optax.amsgrad(0.01),
         ADAM_HP,
         (lambda: jo.amsgrad(0.05), 500, 1e-3),
-        (lambda: jo.amsgrad(0.01), 10000, 5e-2),
+        (lambda: jo.amsgrad(0.1), 10000, 5e-2),
     ),
     Case(
         "adamax",
@@ -173,19 +173,19 @@ CASES = [
         "clip_adamw_warmup_cosine",
         lambda: jo.chain(
             jo.clip_by_global_norm(1.0),
-            jo.adamw(jo.warmup_cosine_decay_schedule(0.0, 0.02, 20, 200, 1e-3)),
+            jo.adamw(jo.warmup_cosine_decay_schedule(1e-3, 0.02, 20, 200, 1e-3)),
         ),
         lambda: optax.chain(
             optax.clip_by_global_norm(1.0),
             # the same schedule function for both: optax's schedules compute in float32
             # even with x64 on; the schedules themselves are compared in test_schedules
-            optax.adamw(jo.warmup_cosine_decay_schedule(0.0, 0.02, 20, 200, 1e-3)),
+            optax.adamw(jo.warmup_cosine_decay_schedule(1e-3, 0.02, 20, 200, 1e-3)),
         ),
         ADAM_HP + ("weight_decay", "max_norm"),
         (
             lambda: jo.chain(
                 jo.clip_by_global_norm(1.0),
-                jo.adamw(jo.warmup_cosine_decay_schedule(0.0, 0.05, 20, 600, 1e-3)),
+                jo.adamw(jo.warmup_cosine_decay_schedule(1e-3, 0.05, 20, 600, 1e-3)),
             ),
             600,
             1e-2,

@@ -105,9 +105,7 @@ def test_state_has_no_python_scalars_and_survives_jit_and_cond():
 
     @jax.jit
     def step(pred, state):
-        return jax.lax.cond(
-            pred, lambda: tx.update(GRADS, state, PARAMS), lambda: (GRADS, state)
-        )
+        return jax.lax.cond(pred, lambda: tx.update(GRADS, state, PARAMS), lambda: (GRADS, state))
 
     _, s2 = step(True, state)
     chex.assert_trees_all_equal_shapes_and_dtypes(s2, state)

@@ -33,7 +33,10 @@ def test_every_hyperparameter_readable_and_settable(case):
 
 def test_get_reads_the_constructor_values():
     state = jo.adamw(0.01, b1=0.8, b2=0.95, eps=1e-6, weight_decay=0.05).init(PARAMS)
-    got = {k: float(jo.tree.get(state, k)) for k in ("learning_rate", "b1", "b2", "eps", "weight_decay")}
+    got = {
+        k: float(jo.tree.get(state, k))
+        for k in ("learning_rate", "b1", "b2", "eps", "weight_decay")
+    }
     assert got == pytest.approx(
         {"learning_rate": 0.01, "b1": 0.8, "b2": 0.95, "eps": 1e-6, "weight_decay": 0.05}
     )
@@ -124,7 +127,7 @@ def test_vmap_over_learning_rates_equals_separate_runs():
     batched = jax.vmap(lambda lr: run(jo.tree.set(tx.init(PARAMS), learning_rate=lr)))(lrs)
     for i, lr in enumerate(lrs):
         alone = run(jo.adam(float(lr)).init(PARAMS))
-        chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], batched), alone, rtol=1e-6)
+        chex.assert_trees_all_close(jax.tree.map(lambda x, i=i: x[i], batched), alone, rtol=1e-6)
 
 
 def test_get_errors_name_the_choices():

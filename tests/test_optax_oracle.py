@@ -50,9 +50,7 @@ def trajectory(tx, params, loss, apply):
 
 
 def max_rel_err(a, b):
-    errs = jax.tree.map(
-        lambda x, y: np.max(np.abs(x - y) / np.maximum(np.abs(y), 1e-12)), a, b
-    )
+    errs = jax.tree.map(lambda x, y: np.max(np.abs(x - y) / np.maximum(np.abs(y), 1e-12)), a, b)
     return max(jax.tree.leaves(errs))
 
 

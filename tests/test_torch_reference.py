@@ -192,7 +192,9 @@ def test_matches_torch_trajectory(case, x64):
     for name, leaves in trajectory.items():
         actual, expected = np.stack(leaves), REF[f"{case}/{name}"]
         assert actual.shape == expected.shape
-        print(f"\n[torch-reference] {case}/{name}: max rel err {_max_rel_err(actual, expected):.2e}")
+        print(
+            f"\n[torch-reference] {case}/{name}: max rel err {_max_rel_err(actual, expected):.2e}"
+        )
         np.testing.assert_allclose(
             actual,
             expected,

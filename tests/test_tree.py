@@ -21,7 +21,10 @@ def trees(draw, n=1):
     out = []
     for _ in range(n):
         out.append(
-            {f"leaf{i}": draw(hnp.arrays(np.float32, s, elements=FLOATS)) for i, s in enumerate(shapes)}
+            {
+                f"leaf{i}": draw(hnp.arrays(np.float32, s, elements=FLOATS))
+                for i, s in enumerate(shapes)
+            }
         )
     return out
 
@@ -31,7 +34,9 @@ def flat(t):
 
 
 def close(a, b, rtol=1e-5, atol=1e-3):
-    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(
+        np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol
+    )
 
 
 settings.register_profile("ci", max_examples=40, deadline=None)
@@ -62,7 +67,9 @@ def test_reductions(ts):
 def test_moments_and_bias_correction(ts, decay, count):
     g, m = ts
     d = jnp.float32(decay)
-    close(flat(jo.tree.update_moment(g, m, d, 1)), decay * flat(m) + (1 - decay) * flat(g), atol=1e-2)
+    close(
+        flat(jo.tree.update_moment(g, m, d, 1)), decay * flat(m) + (1 - decay) * flat(g), atol=1e-2
+    )
     close(
         flat(jo.tree.update_moment(g, m, d, 2)),
         decay * flat(m) + (1 - decay) * flat(g) ** 2,
@@ -78,7 +85,10 @@ def test_where_zeros_cast(ts, pick):
     a, b = ts
     close(flat(jo.tree.where(jnp.asarray(pick), a, b)), flat(a) if pick else flat(b))
     z = jo.tree.zeros_like(a, jnp.bfloat16)
-    assert all(x.dtype == jnp.bfloat16 and not np.any(np.asarray(x, np.float32)) for x in jax.tree.leaves(z))
+    assert all(
+        x.dtype == jnp.bfloat16 and not np.any(np.asarray(x, np.float32))
+        for x in jax.tree.leaves(z)
+    )
     assert all(x.dtype == jnp.float16 for x in jax.tree.leaves(jo.tree.cast(a, jnp.float16)))
 
 

@@ -52,7 +52,11 @@ def _ratio(num, den, eps_root, eps, like):
 
 def _adam_hyper(owner, b1, b2, eps, eps_root):
     return Hyper(
-        owner, b1=(b1, UNIT_OPEN), b2=(b2, UNIT_OPEN), eps=(eps, NONNEG), eps_root=(eps_root, NONNEG)
+        owner,
+        b1=(b1, UNIT_OPEN),
+        b2=(b2, UNIT_OPEN),
+        eps=(eps, NONNEG),
+        eps_root=(eps_root, NONNEG),
     )
 
 
@@ -76,11 +80,14 @@ def scale_by_adam(
     $\\hat m_t = \\beta_1 m_t/(1-\\beta_1^{t+1}) + (1-\\beta_1) g_t/(1-\\beta_1^t)$.
 
     Args:
-      b1, b2: decay rates of the first and second moments, in [0, 1).
-      eps: added outside the square root, >= 0. eps_root: added inside, >= 0
-        (set it > 0 when differentiating through the step).
-      mu_dtype, nu_dtype: storage dtypes of the moments (arithmetic stays >= float32).
+      b1: $\\beta_1 \\in [0, 1)$, the decay rate of the first moment.
+      b2: $\\beta_2 \\in [0, 1)$, the decay rate of the second moment.
+      eps: $\\epsilon \\ge 0$, added outside the square root.
+      eps_root: $\\epsilon_{root} \\ge 0$, added inside it (set it > 0 when
+        differentiating through the step: the root's slope at 0 is infinite).
+      mu_dtype: storage dtype of $m$ (arithmetic stays at least float32).
       nesterov: use Nadam's look-ahead first moment (Dozat 2016).
+      nu_dtype: storage dtype of $v$.
 
     PyTorch: `torch.optim.Adam` (same numbers); `NAdam` uses a momentum-decay
     schedule and differs from `nesterov=True`.
@@ -168,7 +175,9 @@ def scale_by_amsgrad(
         one = jnp.ones_like(h["b1"])
         mu_hat = tree.bias_correction(mu, h["b1"] if bias_correction_mu else 0 * one, count)
         nu_hat = tree.bias_correction(nu, h["b2"] if bias_correction_nu else 0 * one, count)
-        nu_max_hat = jax.tree.map(lambda a, b: jnp.maximum(a, b.astype(a.dtype)), nu_hat, state.nu_max)
+        nu_max_hat = jax.tree.map(
+            lambda a, b: jnp.maximum(a, b.astype(a.dtype)), nu_hat, state.nu_max
+        )
         out = _ratio(mu_hat, nu_max_hat, h["eps_root"], h["eps"], updates)
         nu_max = tree.cast_like(nu_max_hat, state.nu_max)
         new = ScaleByAmsgradState(count, mu, nu, nu_max, hyper.advance(state.hyperparams, count))
@@ -192,9 +201,11 @@ def scale_by_adamax(
     u_t = \\frac{m_t}{(1-\\beta_1^t)\\, u^{\\infty}_t}$$
 
     Args:
-      b1, b2: decay rates in [0, 1). eps: >= 0, added to |g| so the denominator is
-        never zero.
-      mu_dtype, nu_dtype: storage dtypes of the two accumulators.
+      b1: $\\beta_1 \\in [0, 1)$, the decay rate of the first moment.
+      b2: $\\beta_2 \\in [0, 1)$, the decay rate of the infinity norm.
+      eps: $\\epsilon \\ge 0$, added to $|g|$ so the denominator is never zero.
+      mu_dtype: storage dtype of $m$.
+      nu_dtype: storage dtype of $u^{\\infty}$.
 
     PyTorch: `torch.optim.Adamax` (same numbers).
     Pitfall: with eps = 0 a coordinate whose gradient has always been zero divides
@@ -219,7 +230,9 @@ def scale_by_adamax(
         mu = tree.update_moment(updates, state.mu, h["b1"], 1)
         nu = tree.update_infinity_moment(updates, state.nu, h["b2"], h["eps"])
         mu_hat = tree.bias_correction(mu, h["b1"], count)
-        out = jax.tree.map(lambda m, v, g: (m / v.astype(m.dtype)).astype(g.dtype), mu_hat, nu, updates)
+        out = jax.tree.map(
+            lambda m, v, g: (m / v.astype(m.dtype)).astype(g.dtype), mu_hat, nu, updates
+        )
         return out, ScaleByAdamState(count, mu, nu, hyper.advance(state.hyperparams, count))
 
     return GradientTransformation(init_fn, update_fn)

@@ -89,8 +89,9 @@ def ema(
     $$a_t = \\beta a_{t-1} + (1-\\beta) g_t,\\qquad u_t = a_t / (1-\\beta^t)\\ \\text{(debias)}$$
 
     Args:
-      decay: $\\beta \\in [0, 1]$. debias: divide by $1-\\beta^t$ so early
-        averages are not pulled toward zero. accumulator_dtype: storage dtype.
+      decay: $\\beta \\in [0, 1]$.
+      debias: divide by $1-\\beta^t$ so early averages are not pulled toward zero.
+      accumulator_dtype: storage dtype of the average (default: the params' dtype).
 
     PyTorch: none as an optimizer; it is Adam's first moment on its own.
     Pitfall: without `debias` the first updates are $(1-\\beta)$ times too small.

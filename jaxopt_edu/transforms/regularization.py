@@ -107,7 +107,8 @@ def add_l1_subgradient(l1_strength: ScalarOrSchedule = 0.0, mask: MaskOrFn = Non
     $$u_t = g_t + \\lambda\\, \\operatorname{sign}(\\theta_{t-1})$$
 
     Args:
-      l1_strength: $\\lambda \\ge 0$. mask: as in `add_decayed_weights`.
+      l1_strength: $\\lambda \\ge 0$.
+      mask: as in `add_decayed_weights`.
 
     PyTorch: none built in (people add `lam * p.abs().sum()` to the loss, which
     gives the same gradient).
@@ -135,12 +136,14 @@ def proximal_l1(
     u'_t = \\theta_t - \\theta_{t-1}$$
 
     Args:
-      l1_strength: $\\lambda \\ge 0$. learning_rate: $\\eta \\ge 0$, the same one the
-        chain uses (a schedule too). mask: as in `add_decayed_weights`.
+      l1_strength: $\\lambda \\ge 0$.
+      learning_rate: $\\eta \\ge 0$, the same one the chain uses (a schedule too).
+      mask: as in `add_decayed_weights`.
 
-    PyTorch: none. Pitfall: the chain now has two `learning_rate`s;
-    `tree.set(state, learning_rate=...)` sets both (as it should), and
-    `tree.get` asks you to use `tree.get_all_with_path`.
+    PyTorch: none.
+    Pitfall: the chain now has two `learning_rate`s; `tree.set(state,
+    learning_rate=...)` sets both (as it should), and `tree.get` asks you to use
+    `tree.get_all_with_path`.
     Reference: Parikh & Boyd, Proximal Algorithms, section 6.5.2,
     https://web.stanford.edu/~boyd/papers/pdf/prox_algs.pdf
     """
