@@ -5,7 +5,7 @@ Every optimizer reads like its equations, keeps its hyperparameters in its state
 and defaults, so `import jaxopt_edu as optax` works in a training loop.
 """
 
-from jaxopt_edu import schedules, testing, tree
+from jaxopt_edu import flat, schedules, testing, tree
 from jaxopt_edu.base import (
     EmptyState,
     GradientTransformation,
@@ -76,6 +76,7 @@ from jaxopt_edu.transforms.scaling import (
     scale_by_schedule,
     scale_by_sign,
 )
+from jaxopt_edu.transforms.trust_ratio import ScaleByTrustRatioState, scale_by_trust_ratio
 
 __version__ = "0.1.0"
 
@@ -100,6 +101,7 @@ __all__ = [
     "stateless",
     "with_extra_args_support",
     # modules
+    "flat",
     "schedules",
     "testing",
     "tree",
@@ -113,6 +115,7 @@ __all__ = [
     "ScaleByRStdDevState",
     "ScaleByRmsState",
     "ScaleByRssState",
+    "ScaleByTrustRatioState",
     "ScaleState",
     "TraceState",
     "add_decayed_weights",
@@ -132,6 +135,7 @@ __all__ = [
     "scale_by_schedule",
     "scale_by_sign",
     "scale_by_stddev",
+    "scale_by_trust_ratio",
     "trace",
     # optimizers
     "adadelta",

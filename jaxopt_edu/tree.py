@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxopt_edu.flat import FlatTree
 from jaxopt_edu.hyper import HyperParams
 
 __all__ = [
@@ -28,6 +29,10 @@ __all__ = [
     "cast",
     "check_match",
     "compute_dtype",
+    "from_leaf_views",
+    "leaf_norms",
+    "leaf_views",
+    "scale_leaves",
     "promote",
     "get",
     "get_all_with_path",
@@ -254,6 +259,57 @@ def bias_correction(
         return m.astype(dt) / _c(correction, dt)
 
     return jax.tree.map(f, moment)
+
+
+# ---------------------------------------------------------------- per-leaf views
+
+
+def _is_flat(x) -> bool:
+    return isinstance(x, FlatTree)
+
+
+def leaf_views(tree: chex.ArrayTree) -> list[jax.Array]:
+    """The user's original leaves, whatever the layout.
+
+    For an ordinary pytree these are its leaves; inside a `jaxopt_edu.flat.FlatTree`
+    they are views (slice + reshape) of the flat buffers at the recorded boundaries.
+    Per-leaf transformations (trust ratios, per-matrix reshapes) work on these, so
+    they run unchanged in both layouts.
+    """
+    out: list[jax.Array] = []
+    for node in jax.tree.leaves(tree, is_leaf=_is_flat):
+        out.extend(node.leaves() if _is_flat(node) else [node])
+    return out
+
+
+def from_leaf_views(like: chex.ArrayTree, leaves: list[jax.Array]) -> chex.ArrayTree:
+    """Inverse of `leaf_views`: a tree laid out like `like` built from per-leaf arrays."""
+    nodes, treedef = jax.tree.flatten(like, is_leaf=_is_flat)
+    rebuilt, i = [], 0
+    for node in nodes:
+        if _is_flat(node):
+            n = node.layout.num_leaves
+            rebuilt.append(node.with_leaves(leaves[i : i + n]))
+            i += n
+        else:
+            rebuilt.append(leaves[i])
+            i += 1
+    if i != len(leaves):
+        raise ValueError(f"from_leaf_views: got {len(leaves)} leaves for a tree of {i}.")
+    return jax.tree.unflatten(treedef, rebuilt)
+
+
+def leaf_norms(tree: chex.ArrayTree) -> list[jax.Array]:
+    """The L2 norm of each original leaf ($\\|x_i\\|_2$), in at least float32, as a list."""
+    return [norm(x) for x in leaf_views(tree)]
+
+
+def scale_leaves(tree: chex.ArrayTree, scalars: list[chex.Numeric]) -> chex.ArrayTree:
+    """Multiply each original leaf by its own scalar: $x_i \\mapsto c_i x_i$ (dtypes kept)."""
+    views = leaf_views(tree)
+    if len(scalars) != len(views):
+        raise ValueError(f"scale_leaves: {len(scalars)} scalars for {len(views)} leaves.")
+    return from_leaf_views(tree, [scale(c, x) for c, x in zip(scalars, views, strict=True)])
 
 
 # ---------------------------------------------------------------- structure checks

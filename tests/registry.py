@@ -243,4 +243,24 @@ CASES = [
         (lambda: jo.chain(jo.adam(0.05), jo.proximal_l1(1e-4, 0.05)), 500, 1e-2),
         None,
     ),
+    Case(
+        "lamb_chain_trust_ratio",
+        lambda: jo.chain(
+            jo.scale_by_adam(eps=1e-6),
+            jo.add_decayed_weights(0.01),
+            jo.scale_by_trust_ratio(),
+            jo.scale_by_learning_rate(0.01),
+        ),
+        lambda: optax.lamb(0.01, eps=1e-6, weight_decay=0.01),
+        # "eps" is in both scale_by_adam and scale_by_trust_ratio: get() asks for a path
+        ("learning_rate", "b1", "b2", "weight_decay", "min_norm", "trust_coefficient"),
+        (
+            lambda: jo.chain(
+                jo.scale_by_adam(), jo.scale_by_trust_ratio(), jo.scale_by_learning_rate(0.05)
+            ),
+            500,
+            1e-2,
+        ),
+        None,
+    ),
 ]

@@ -1,0 +1,178 @@
+"""Flat parameter layout: one contiguous buffer per dtype, the pytree as a view.
+
+A model's parameters usually come as a pytree of many arrays. An optimizer that
+walks that tree leaf by leaf launches one small loop per leaf and compiles one
+fusion per leaf: fine for a few big leaves, slow for thousands of small ones. Here
+the params (and therefore the gradients and every optimizer moment) live in a
+`FlatTree`: one 1-D buffer per dtype, plus a static `Layout` that records where
+each original leaf sits. Every elementwise transformation of the library works
+on it unchanged (a `FlatTree` is a pytree whose leaves are the buffers), so the
+whole Adam step is one fused loop per dtype.
+
+The training loop::
+
+    fparams = flat.ravel(params)                 # once
+    opt_state = optimizer.init(fparams)
+
+    @jax.jit
+    def step(fparams, opt_state, batch):
+        grads = jax.grad(lambda fp: loss(fp.unravel(), batch))(fparams)  # flat grads
+        updates, opt_state = optimizer.update(grads, opt_state, fparams)
+        return apply_updates(fparams, updates), opt_state
+
+`fp.unravel()` gives the user's pytree as views (slices and reshapes of the
+buffers, fused into their consumers by XLA); its gradient is written straight
+back into one buffer, so gradients arrive flat.
+
+Per-leaf computations (trust ratios, per-matrix reshapes) see the original leaves
+through `jaxopt_edu.tree.leaf_views` and `jaxopt_edu.tree.from_leaf_views`, which
+read the recorded boundaries; the same transformation code runs in both layouts.
+
+PyTorch: FSDP's `FlatParameter` and Apex's multi-tensor apply rest on the same idea.
+Pitfall: changing the set or the shapes of the params changes the layout; build a
+new `FlatTree` (and optimizer state) after such a change.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["FlatTree", "Layout", "ravel"]
+
+
+class Layout(NamedTuple):
+    """Where each leaf of the original pytree lives in the flat buffers (static, hashable).
+
+    `slots[i] = (buffer, offset, shape)` for the i-th leaf in `treedef` order;
+    `dtypes[b]` and `sizes[b]` describe buffer `b`.
+    """
+
+    treedef: Any
+    dtypes: tuple[str, ...]
+    sizes: tuple[int, ...]
+    slots: tuple[tuple[int, int, tuple[int, ...]], ...]
+
+    @property
+    def num_leaves(self) -> int:
+        return len(self.slots)
+
+
+def _layout_of(tree: chex.ArrayTree) -> Layout:
+    leaves, treedef = jax.tree.flatten(tree)
+    dtypes: list[str] = []
+    sizes: list[int] = []
+    slots = []
+    for leaf in leaves:
+        name = np.dtype(leaf.dtype).name
+        if name not in dtypes:
+            dtypes.append(name)
+            sizes.append(0)
+        b = dtypes.index(name)
+        size = int(np.prod(leaf.shape, dtype=np.int64))
+        slots.append((b, sizes[b], tuple(leaf.shape)))
+        sizes[b] += size
+    return Layout(treedef, tuple(dtypes), tuple(sizes), tuple(slots))
+
+
+@jax.tree_util.register_pytree_node_class
+class FlatTree:
+    """A pytree stored as one 1-D buffer per dtype, with its `Layout`.
+
+    Its pytree leaves are the buffers, so `jax.tree.map`, `jax.grad`, `jit`,
+    `vmap` and every elementwise transformation treat it as a tree of a few large
+    arrays. `unravel()` returns the original pytree (views of the buffers).
+    """
+
+    __slots__ = ("buffers", "layout")
+
+    def __init__(self, buffers, layout: Layout):
+        self.buffers = tuple(buffers)
+        self.layout = layout
+
+    def tree_flatten(self):
+        return self.buffers, self.layout
+
+    @classmethod
+    def tree_unflatten(cls, layout, buffers):
+        return cls(buffers, layout)
+
+    def __repr__(self) -> str:
+        parts = ", ".join(
+            f"{d}[{n}]" for d, n in zip(self.layout.dtypes, self.layout.sizes, strict=True)
+        )
+        return f"FlatTree({parts}; {self.layout.num_leaves} leaves)"
+
+    def leaves(self) -> list[jax.Array]:
+        """The original leaves, each a view (slice + reshape) of its buffer."""
+        return _split(self.buffers, self.layout)
+
+    def unravel(self) -> chex.ArrayTree:
+        """The original pytree, as views of the buffers (differentiable: grads come back flat)."""
+        return jax.tree.unflatten(self.layout.treedef, _unravel_leaves(self.buffers, self.layout))
+
+    def with_leaves(self, leaves) -> FlatTree:
+        """A FlatTree of the same layout built from per-leaf arrays (shapes as recorded)."""
+        return FlatTree(_concat(leaves, self.layout), self.layout)
+
+
+def _split(buffers, layout: Layout) -> list[jax.Array]:
+    out = []
+    for b, off, shape in layout.slots:
+        size = int(np.prod(shape, dtype=np.int64))
+        out.append(jax.lax.slice_in_dim(buffers[b], off, off + size).reshape(shape))
+    return out
+
+
+def _concat(leaves, layout: Layout) -> tuple[jax.Array, ...]:
+    per_buffer: list[list[jax.Array]] = [[] for _ in layout.dtypes]
+    for (b, _, _), leaf in zip(layout.slots, leaves, strict=True):
+        per_buffer[b].append(jnp.ravel(leaf))
+    return tuple(jnp.concatenate(parts) if len(parts) > 1 else parts[0] for parts in per_buffer)
+
+
+def _unravel_leaves(buffers, layout: Layout):
+    return _unravel_with_layout(layout)(tuple(buffers))
+
+
+def _unravel_with_layout(layout: Layout):
+    @jax.custom_vjp
+    def unravel(buffers):
+        return _split(buffers, layout)
+
+    def fwd(buffers):
+        return _split(buffers, layout), None
+
+    def bwd(_, cotangents):
+        # the transpose of slicing is writing each leaf's cotangent into its place:
+        # one concatenation per buffer (never a sum of zero-padded copies)
+        cts = [
+            jnp.zeros(shape, layout.dtypes[b]) if ct is None else ct
+            for (b, _, shape), ct in zip(layout.slots, cotangents, strict=True)
+        ]
+        return (_concat(cts, layout),)
+
+    unravel.defvjp(fwd, bwd)
+    return unravel
+
+
+def ravel(tree: chex.ArrayTree) -> FlatTree:
+    """Copy a pytree of arrays into a `FlatTree` (one buffer per dtype).
+
+    $$\\text{buffer}_d = \\operatorname{concat}(\\operatorname{vec}(x_i) : \\operatorname{dtype}(x_i) = d)$$
+
+    Works on `jax.ShapeDtypeStruct` leaves (for abstract `init`) through `jax.eval_shape`.
+
+    PyTorch: `torch.nn.utils.parameters_to_vector` (one dtype only, and a copy
+    every call; here you ravel once and keep the flat buffers).
+    Pitfall: call it once before training, not inside the step: the point is that
+    params stay flat.
+    Reference: Rajbhandari et al., ZeRO, https://arxiv.org/abs/1910.02054 (flat buffers)
+    """
+    layout = _layout_of(tree)
+    leaves = jax.tree.leaves(tree)
+    return FlatTree(_concat([jnp.asarray(x) for x in leaves], layout), layout)

@@ -1,0 +1,102 @@
+"""Flat layout: same numbers as pytree mode, per-leaf transforms see the real leaves."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from registry import CASES
+
+import jaxopt_edu as jo
+from jaxopt_edu import flat
+
+PARAMS = {
+    "w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4),
+    "b": jnp.array([0.1, -0.2, 0.3, 0.0]),
+    "h": jnp.ones((2, 2), jnp.bfloat16),
+}
+
+
+def loss(p):
+    h = p["h"].astype(jnp.float32)
+    return jnp.sum(jnp.sin(p["w"]) ** 2) + jnp.sum(p["b"] ** 4) + jnp.sum(h * h)
+
+
+def run(tx, params, steps, use_flat):
+    if use_flat:
+        fp = flat.ravel(params)
+        state = tx.init(fp)
+        for _ in range(steps):
+            g = jax.grad(lambda q: loss(q.unravel()))(fp)
+            assert isinstance(g, flat.FlatTree)  # gradients arrive flat
+            u, state = tx.update(g, state, fp)
+            fp = jo.apply_updates(fp, u)
+        return fp.unravel()
+    state = tx.init(params)
+    for _ in range(steps):
+        u, state = tx.update(jax.grad(loss)(params), state, params)
+        params = jo.apply_updates(params, u)
+    return params
+
+
+def test_ravel_unravel_roundtrip_and_buffers_per_dtype():
+    fp = flat.ravel(PARAMS)
+    assert [b.dtype for b in fp.buffers] == [jnp.float32, jnp.bfloat16]  # b, h, w: key order
+    assert [b.size for b in fp.buffers] == [16, 4]
+    chex.assert_trees_all_equal(fp.unravel(), PARAMS)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_every_optimizer_gives_the_pytree_numbers(case):
+    a = run(case.ours(), PARAMS, 5, use_flat=False)
+    b = run(case.ours(), PARAMS, 5, use_flat=True)
+    chex.assert_trees_all_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_trust_ratio_uses_leaf_boundaries_in_both_layouts_and_matches_optax():
+    tx_ours = jo.chain(jo.scale_by_adam(), jo.scale_by_trust_ratio(), jo.scale(-0.1))
+    tx_optax = optax.chain(optax.scale_by_adam(), optax.scale_by_trust_ratio(), optax.scale(-0.1))
+    params = {k: v.astype(jnp.float32) for k, v in PARAMS.items()}
+    ours_tree = run(tx_ours, params, 5, use_flat=False)
+    ours_flat = run(tx_ours, params, 5, use_flat=True)
+    with jax.numpy_dtype_promotion("standard"):
+        state = tx_optax.init(params)
+        p = params
+        for _ in range(5):
+            u, state = tx_optax.update(jax.grad(loss)(p), state, p)
+            p = optax.apply_updates(p, u)
+    chex.assert_trees_all_close(ours_tree, p, rtol=1e-5)
+    chex.assert_trees_all_close(ours_flat, p, rtol=1e-5)
+
+
+def test_leaf_views_are_the_original_leaves():
+    fp = flat.ravel(PARAMS)
+    views = jo.tree.leaf_views(fp)
+    for v, x in zip(views, jax.tree.leaves(PARAMS), strict=True):
+        chex.assert_trees_all_equal(v, x)
+    norms = jo.tree.leaf_norms(fp)
+    expected = [np.linalg.norm(np.asarray(x, np.float32)) for x in jax.tree.leaves(PARAMS)]
+    np.testing.assert_allclose([float(n) for n in norms], expected, rtol=1e-6)
+
+
+def test_flat_step_jits_with_donation_and_compiles_once():
+    tx = jo.chain(jo.clip_by_global_norm(1.0), jo.adamw(1e-2))
+    fp = flat.ravel(PARAMS)
+    traces = []
+
+    @jax.jit
+    def step(fp, state):
+        traces.append(1)
+        g = jax.grad(lambda q: loss(q.unravel()))(fp)
+        u, state = tx.update(g, state, fp)
+        return jo.apply_updates(fp, u), state
+
+    state = tx.init(fp)
+    step = jax.jit(
+        step.__wrapped__ if hasattr(step, "__wrapped__") else step, donate_argnums=(0, 1)
+    )
+    for _ in range(3):
+        fp, state = step(fp, state)
+    assert len(traces) == 1
+    assert float(loss(fp.unravel())) < float(loss(PARAMS))
