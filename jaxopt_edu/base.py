@@ -40,6 +40,7 @@ __all__ = [
     "Schedule",
     "Updates",
     "apply_updates",
+    "apply_updates_stochastic",
     "identity",
     "incremental_update",
     "periodic_update",
@@ -275,3 +276,51 @@ def periodic_update(
     _tree.check_match(new_tensors, old_tensors, "new_tensors", "old_tensors")
     take_new = jnp.mod(steps, update_period) == 0
     return jax.lax.cond(take_new, lambda: new_tensors, lambda: old_tensors)
+
+
+def _stochastic_round_to_bfloat16(x: jax.Array, key: jax.Array) -> jax.Array:
+    """Round float32 `x` to bfloat16 up or down with probability given by the distance."""
+    bits = jax.lax.bitcast_convert_type(x, jnp.uint32)
+    noise = jax.random.bits(key, x.shape, jnp.uint32) >> 16  # uniform in [0, 2^16)
+    rounded = (bits + noise) & jnp.uint32(0xFFFF0000)  # carry into the kept bits, drop the rest
+    finite = jnp.isfinite(x)
+    out = jax.lax.bitcast_convert_type(rounded, jnp.float32)
+    return jnp.where(finite, out, x).astype(jnp.bfloat16)
+
+
+def apply_updates_stochastic(params: Params, updates: Updates, key: jax.Array) -> Params:
+    """`apply_updates` with stochastic rounding for bfloat16 params.
+
+    The sum $y = \\theta + u$ is computed in float32, then rounded to a neighbouring
+    bfloat16 value at random, up with probability equal to $y$'s distance from the
+    lower neighbour divided by the gap, so that $\\mathbb{E}[\\mathrm{round}(y)] = y$.
+    Updates smaller than half a bfloat16 ulp then still move the params on average,
+    instead of being rounded away every step. Leaves of other dtypes are added as in
+    `apply_updates`.
+
+    Args:
+      params, updates: as in `apply_updates`.
+      key: a `jax.random` key; use a new one every step (e.g. `fold_in(key, step)`).
+
+    PyTorch: none built in (used by bf16 training recipes and some fused kernels).
+    Pitfall: reusing the same key every step correlates the rounding and loses the
+    unbiasedness; the result is random, so runs are reproducible only with the same keys.
+    Reference: Gupta et al., Deep Learning with Limited Numerical Precision,
+    https://arxiv.org/abs/1502.02551
+    """
+    from jaxopt_edu import tree as _tree
+
+    _tree.check_match(updates, params, "updates", "params")
+    leaves, treedef = jax.tree.flatten(params, is_leaf=lambda x: x is None)
+    ups = treedef.flatten_up_to(updates)
+    keys = jax.random.split(key, max(len(leaves), 1))
+    out = []
+    for p, u, k in zip(leaves, ups, keys, strict=False):
+        if p is None:
+            out.append(None)
+        elif jnp.asarray(p).dtype == jnp.bfloat16:
+            y = jnp.asarray(p).astype(jnp.float32) + jnp.asarray(u).astype(jnp.float32)
+            out.append(_stochastic_round_to_bfloat16(y, k))
+        else:
+            out.append(_add_keep_dtype(jnp.asarray(p), jnp.asarray(u)))
+    return jax.tree.unflatten(treedef, out)

@@ -22,6 +22,7 @@ def adam(
     mu_dtype: Any = None,
     *,
     nesterov: bool = False,
+    nu_dtype: Any = None,
 ) -> GradientTransformationExtraArgs:
     """Adam: momentum divided by a running root-mean-square, both bias-corrected.
 
@@ -37,7 +38,7 @@ def adam(
     Reference: Kingma & Ba, https://arxiv.org/abs/1412.6980
     """
     return chain(
-        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
+        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -53,6 +54,7 @@ def adamw(
     mask: Any = None,
     *,
     nesterov: bool = False,
+    nu_dtype: Any = None,
 ) -> GradientTransformationExtraArgs:
     """AdamW: Adam plus weight decay applied outside the adaptive scaling.
 
@@ -68,7 +70,7 @@ def adamw(
     Reference: Loshchilov & Hutter, https://arxiv.org/abs/1711.05101
     """
     return chain(
-        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
+        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype),
         add_decayed_weights(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )
@@ -83,6 +85,7 @@ def nadam(
     mu_dtype: Any = None,
     *,
     nesterov: bool = True,
+    nu_dtype: Any = None,
 ) -> GradientTransformationExtraArgs:
     """Nadam: Adam with a Nesterov look-ahead first moment (`adam(nesterov=True)`).
 
@@ -93,7 +96,9 @@ def nadam(
     Pitfall: the look-ahead amplifies noisy gradients; it helps most with large batches.
     Reference: Dozat 2016, https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ
     """
-    return adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov)
+    return adam(
+        learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype
+    )
 
 
 def nadamw(
@@ -107,6 +112,7 @@ def nadamw(
     mask: Any = None,
     *,
     nesterov: bool = True,
+    nu_dtype: Any = None,
 ) -> GradientTransformationExtraArgs:
     """NadamW: Nadam with decoupled weight decay (`adamw(nesterov=True)`).
 
@@ -117,7 +123,16 @@ def nadamw(
     Reference: Dozat 2016; Loshchilov & Hutter, https://arxiv.org/abs/1711.05101
     """
     return adamw(
-        learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay, mask, nesterov=nesterov
+        learning_rate,
+        b1,
+        b2,
+        eps,
+        eps_root,
+        mu_dtype,
+        weight_decay,
+        mask,
+        nesterov=nesterov,
+        nu_dtype=nu_dtype,
     )
 
 
@@ -130,6 +145,8 @@ def amsgrad(
     mu_dtype: Any = None,
     bias_correction_mu: bool = True,
     bias_correction_nu: bool = True,
+    *,
+    nu_dtype: Any = None,
 ) -> GradientTransformationExtraArgs:
     """AMSGrad: Adam whose denominator never shrinks. Math in `scale_by_amsgrad`.
 
@@ -149,6 +166,7 @@ def amsgrad(
             mu_dtype,
             bias_correction_mu=bias_correction_mu,
             bias_correction_nu=bias_correction_nu,
+            nu_dtype=nu_dtype,
         ),
         scale_by_learning_rate(learning_rate),
     )
@@ -159,6 +177,9 @@ def adamax(
     b1: ScalarOrSchedule = 0.9,
     b2: ScalarOrSchedule = 0.999,
     eps: ScalarOrSchedule = 1e-8,
+    *,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> GradientTransformationExtraArgs:
     """Adamax: Adam with an infinity norm in the denominator. Math in `scale_by_adamax`.
 
@@ -170,7 +191,10 @@ def adamax(
     slowly (rate b2).
     Reference: Kingma & Ba, section 7.1, https://arxiv.org/abs/1412.6980
     """
-    return chain(scale_by_adamax(b1, b2, eps), scale_by_learning_rate(learning_rate))
+    return chain(
+        scale_by_adamax(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+        scale_by_learning_rate(learning_rate),
+    )
 
 
 def adamaxw(
@@ -180,6 +204,9 @@ def adamaxw(
     eps: ScalarOrSchedule = 1e-8,
     weight_decay: ScalarOrSchedule = 1e-4,
     mask: Any = None,
+    *,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> GradientTransformationExtraArgs:
     """AdamaxW: Adamax with decoupled weight decay.
 
@@ -190,7 +217,7 @@ def adamaxw(
     Reference: Kingma & Ba; Loshchilov & Hutter, https://arxiv.org/abs/1711.05101
     """
     return chain(
-        scale_by_adamax(b1, b2, eps),
+        scale_by_adamax(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         add_decayed_weights(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )

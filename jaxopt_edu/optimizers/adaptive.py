@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from jaxopt_edu.base import GradientTransformationExtraArgs, ScalarOrSchedule, identity
 from jaxopt_edu.combine import chain
 from jaxopt_edu.hyper import NONNEG, Hyper, rename
@@ -24,6 +26,7 @@ def adagrad(
     eps: ScalarOrSchedule = 1e-7,
     *,
     eps_in_sqrt: bool = True,
+    nu_dtype: Any = None,
 ) -> GradientTransformationExtraArgs:
     """AdaGrad: divide by the root of the sum of all past squared gradients.
 
@@ -38,7 +41,7 @@ def adagrad(
     Reference: Duchi, Hazan & Singer 2011, https://jmlr.org/papers/v12/duchi11a.html
     """
     return chain(
-        scale_by_rss(initial_accumulator_value, eps, eps_in_sqrt=eps_in_sqrt),
+        scale_by_rss(initial_accumulator_value, eps, eps_in_sqrt=eps_in_sqrt, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -53,6 +56,10 @@ def rmsprop(
     momentum: ScalarOrSchedule | None = None,
     nesterov: bool = False,
     bias_correction: bool = False,
+    *,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+    accumulator_dtype: Any = None,
 ) -> GradientTransformationExtraArgs:
     """RMSprop: divide by a moving root-mean-square of the gradients.
 
@@ -74,11 +81,26 @@ def rmsprop(
         raise ValueError("rmsprop: `nesterov=True` needs a `momentum` value (e.g. 0.9).")
     if momentum is not None:
         Hyper("rmsprop", momentum=(momentum, NONNEG))  # validate under the alias's name
-    scaler = scale_by_stddev if centered else scale_by_rms
+    if centered:
+        scaler = scale_by_stddev(
+            decay,
+            eps,
+            initial_scale,
+            eps_in_sqrt,
+            bias_correction,
+            mu_dtype=mu_dtype,
+            nu_dtype=nu_dtype,
+        )
+    else:
+        scaler = scale_by_rms(
+            decay, eps, initial_scale, eps_in_sqrt, bias_correction, nu_dtype=nu_dtype
+        )
     return chain(
-        scaler(decay, eps, initial_scale, eps_in_sqrt, bias_correction),
+        scaler,
         scale_by_learning_rate(learning_rate),
-        identity() if momentum is None else rename(trace(momentum, nesterov), decay="momentum"),
+        identity()
+        if momentum is None
+        else rename(trace(momentum, nesterov, accumulator_dtype), decay="momentum"),
     )
 
 
@@ -88,6 +110,8 @@ def adadelta(
     eps: ScalarOrSchedule = 1e-6,
     weight_decay: ScalarOrSchedule = 0.0,
     weight_decay_mask=None,
+    *,
+    nu_dtype: Any = None,
 ) -> GradientTransformationExtraArgs:
     """AdaDelta: steps whose units match the parameters', no learning rate needed.
 
@@ -105,6 +129,6 @@ def adadelta(
     """
     return chain(
         add_decayed_weights(weight_decay, weight_decay_mask),
-        scale_by_adadelta(rho, eps),
+        scale_by_adadelta(rho, eps, nu_dtype=nu_dtype),
         scale_by_learning_rate(1.0 if learning_rate is None else learning_rate),
     )

@@ -28,8 +28,10 @@ def sgd(
 
     PyTorch: `torch.optim.SGD(lr, momentum, nesterov=...)` with dampening=0 (same
     numbers); its `weight_decay` is `chain(add_decayed_weights(wd), sgd(...))`.
-    Pitfall: the course's first lesson: plain SGD is the baseline every adaptive
-    method must beat; on ill-conditioned problems it zig-zags unless momentum helps.
+    Pitfall: one step size for every direction: the largest stable learning rate is
+    set by the steepest direction, so on ill-conditioned problems SGD zig-zags across
+    steep directions and crawls along flat ones (momentum helps). It is still the
+    baseline every adaptive method has to beat.
     Reference: Robbins & Monro 1951, https://doi.org/10.1214/aoms/1177729586
     """
     if momentum is None and nesterov:
