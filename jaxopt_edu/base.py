@@ -299,7 +299,8 @@ def apply_updates_stochastic(params: Params, updates: Updates, key: jax.Array) -
     `apply_updates`.
 
     Args:
-      params, updates: as in `apply_updates`.
+      params: the params $\\theta$, as in `apply_updates`.
+      updates: the updates $u$, a tree like `params`.
       key: a `jax.random` key; use a new one every step (e.g. `fold_in(key, step)`).
 
     PyTorch: none built in (used by bf16 training recipes and some fused kernels).

@@ -373,9 +373,11 @@ def warmup_cosine_decay_schedule(
     c(s) = \tfrac12\big(1 + \cos\tfrac{\pi \min(s, D - W)}{D - W}\big)$$
 
     Args:
-        init_value, peak_value, end_value: $\eta_0$, $\eta_{peak}$, $\eta_{end}$.
+        init_value: $\eta_0$, the value at $t = 0$.
+        peak_value: $\eta_{peak}$, reached at $t = W$.
         warmup_steps: $W \ge 0$, the length of the warmup.
         decay_steps: $D > W$, the length of the whole schedule, warmup included.
+        end_value: $\eta_{end}$, reached at $t = D$ and kept.
         exponent: $p > 0$, bends the cosine (1 is a plain cosine).
 
     PyTorch: `torch.optim.lr_scheduler.SequentialLR` of `LinearLR` and
@@ -414,10 +416,14 @@ def warmup_exponential_decay_schedule(
     \end{cases}$$
 
     Args:
-        init_value, peak_value: $\eta_0$ and $\eta_{peak}$.
+        init_value: $\eta_0$, the value at $t = 0$.
+        peak_value: $\eta_{peak}$, reached at $t = W$, where the decay starts.
         warmup_steps: $W \ge 0$, the length of the warmup.
-        transition_steps, decay_rate, transition_begin, staircase, end_value: as in
-            `exponential_decay`, counted from the end of the warmup.
+        transition_steps: $T \ge 1$, steps per factor of $r$.
+        decay_rate: $r > 0$; below 1 decays, above 1 grows.
+        transition_begin: $B \ge 0$, steps at `peak_value` after the warmup.
+        staircase: if True, the value changes only every $T$ steps.
+        end_value: optional bound, as in `exponential_decay`.
 
     PyTorch: `torch.optim.lr_scheduler.SequentialLR` of `LinearLR` and `ExponentialLR`.
     Pitfall: `transition_begin` counts from the end of the warmup, not from step 0.
@@ -566,9 +572,12 @@ def linear_onecycle_schedule(
     t_k \le t < t_{k+1}$$
 
     Args:
-        transition_steps: $T \ge 1$; peak_value: $\eta_{peak}$, the maximum.
-        pct_start: $s \in [0, 1]$; pct_final: $f \in [s, 1]$, the end of phase 2.
-        div_factor: $d > 0$; final_div_factor: $d_f > 0$.
+        transition_steps: $T \ge 1$, the length of the cycle.
+        peak_value: $\eta_{peak}$, the maximum.
+        pct_start: $s \in [0, 1]$, the end of phase 1 as a fraction of $T$.
+        pct_final: $f \in [s, 1]$, the end of phase 2.
+        div_factor: $d > 0$, the start value is $\eta_{peak}/d$.
+        final_div_factor: $d_f > 0$, the end value is $\eta_{peak}/(d\,d_f)$.
 
     PyTorch: `torch.optim.lr_scheduler.OneCycleLR(anneal_strategy='linear',
     three_phase=True)` (phase 2 always ends at $2s$; knots one step earlier).
@@ -604,9 +613,11 @@ def cosine_onecycle_schedule(
     {t_{k+1} - t_k}\Big),\quad t_k \le t < t_{k+1}$$
 
     Args:
-        transition_steps: $T \ge 1$; peak_value: $\eta_{peak}$, the maximum.
+        transition_steps: $T \ge 1$, the length of the cycle.
+        peak_value: $\eta_{peak}$, the maximum.
         pct_start: $s \in [0, 1]$, the fraction of the cycle spent rising.
-        div_factor: $d > 0$; final_div_factor: $d_f > 0$.
+        div_factor: $d > 0$, the start value is $\eta_{peak}/d$.
+        final_div_factor: $d_f > 0$, the end value is $\eta_{peak}/(d\,d_f)$.
 
     PyTorch: `torch.optim.lr_scheduler.OneCycleLR(anneal_strategy='cos')` (its knots
     sit one step earlier, at $sT - 1$ and $T - 1$).

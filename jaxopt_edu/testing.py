@@ -611,7 +611,8 @@ def check_all(
       tx: the transformation, built with the learning rate `check_converges` uses.
       skip: names from `CHECKS` to leave out (e.g. `"dtypes"` for a float32-only method).
       converge_on: the problems of `check_converges` ("parabola", "rosenbrock").
-      steps, tol: for `check_converges`; a number, or a dict keyed by problem.
+      steps: for `check_converges`; a number, or a dict keyed by problem.
+      tol: for `check_converges`; a number, or a dict keyed by problem.
       learning_rate_free: passed to `check_descends_on_quadratic`.
       params: the tree every check starts from (Rosenbrock keeps its own start).
 

@@ -2,9 +2,11 @@
 
 The standard: every public name has a docstring; an optimizer, a transform or a
 schedule has its math (`$`), its PyTorch equivalent, a `Pitfall` line and a
-`Reference` line; and every public name has a `::: path` entry in a `docs/api/*.md`
-page (mkdocstrings renders it). These checks read Python objects and Markdown files
-only: mkdocs is not needed to run them.
+`Reference` line; `Args:` sections name one parameter per item (what the docs site
+can render); and every public name has a `::: path` entry in a `docs/api/*.md` page
+(mkdocstrings renders it). The `python` examples of the guides in `docs/` run and
+do what their prose says. These checks read Python objects and Markdown files only:
+mkdocs is not needed to run them (`mkdocs build --strict` checks the rendering).
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import ast
 import importlib
 import importlib.util
 import inspect
+import pkgutil
 import re
 import sys
 from functools import cache
 from pathlib import Path
 from types import ModuleType
 
+import jax
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,16 +47,41 @@ def _existing(names: list[str]) -> list[str]:
     return [n for n in names if importlib.util.find_spec(n) is not None]
 
 
-def _public() -> list[tuple[str, str]]:
-    """(module, name) for every name in the `__all__` of every public module."""
-    out = []
-    for mod_name in _existing(MODULES):
-        mod = importlib.import_module(mod_name)
+def _public_modules() -> list[str]:
+    """MODULES that exist, plus every module of the lab package (each has its own `__all__`)."""
+    names = _existing(MODULES)
+    if "jaxopt_edu.lab" in names:
+        lab = importlib.util.find_spec("jaxopt_edu.lab")
+        names += [
+            f"jaxopt_edu.lab.{m.name}"
+            for m in pkgutil.iter_modules(lab.submodule_search_locations)
+            if not m.name.startswith("_")
+        ]
+    return names
+
+
+def _public() -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """(module, name) for every name in the `__all__` of every public module.
+
+    A module that exists but fails to import is reported by its own test, so the
+    other modules' names are still checked.
+    """
+    out, broken = [], {}
+    for mod_name in _public_modules():
+        try:
+            mod = importlib.import_module(mod_name)
+        except Exception as e:  # noqa: BLE001 - reported by test_public_modules_import
+            broken[mod_name] = f"{type(e).__name__}: {e}"
+            continue
         out += [(mod_name, name) for name in getattr(mod, "__all__", [])]
-    return out
+    return out, broken
 
 
-PUBLIC = _public()
+PUBLIC, BROKEN = _public()
+
+
+def test_public_modules_import():
+    assert not BROKEN, f"public modules that fail to import: {BROKEN}"
 
 
 def _id(item: tuple[str, str]) -> str:
@@ -146,6 +175,38 @@ def test_docstring_has_math_pytorch_pitfall_and_reference(item):
     assert not missing, f"the docstring of {_id(item)} lacks: {'; '.join(missing)}."
 
 
+_ARGS_HEADER = re.compile(r"(Args|Arguments|Parameters|Keyword Args|Other Parameters):\s*$")
+
+
+def _grouped_args(doc: str) -> list[str]:
+    """Items of an `Args:` section that name several parameters at once (`b1, b2: ...`)."""
+    out, in_args, indent = [], False, None
+    for line in doc.splitlines():
+        if _ARGS_HEADER.fullmatch(line):
+            in_args, indent = True, None
+            continue
+        if not in_args or not line.strip():
+            continue
+        if not line[0].isspace():  # a non-indented line ends the section
+            in_args = False
+            continue
+        depth = len(line) - len(line.lstrip())
+        indent = depth if indent is None else indent
+        m = re.match(r"\s*([^:]+?)\s*(\([^)]*\))?:(\s|$)", line)
+        if depth == indent and m and "," in m.group(1):
+            out.append(line.strip())
+    return out
+
+
+@pytest.mark.parametrize("item", PUBLIC, ids=_id)
+def test_docstring_args_name_one_parameter_each(item):
+    grouped = _grouped_args(_docstring(*item) or "")
+    assert not grouped, (
+        f"{_id(item)}: the docs site reads {grouped} as ONE parameter named like that "
+        "(and `mkdocs build --strict` fails). Give each parameter its own line in `Args:`."
+    )
+
+
 def test_strict_set_is_not_empty():
     # Guards the classification above: if it matched nothing, the test would pass vacuously.
     names = {name for _, name in FULL}
@@ -196,16 +257,19 @@ def test_public_name_is_in_an_api_page(item):
     entries = _api_entries()
     if f"{mod_name}.{name}" in entries:
         return
-    # Functions, classes and modules are one object whatever path names them
-    # (`jaxopt_edu.adam` is `jaxopt_edu.optimizers.adam.adam`); type aliases and
-    # constants are not (Params is Updates), so they need their own path.
-    if inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismodule(obj):
-        for path in entries:
-            try:
-                if _resolve(path) is obj:
-                    return
-            except (ImportError, AttributeError):
-                continue
+    # A function, class or module is one object whatever path names it
+    # (`jaxopt_edu.adam` is `jaxopt_edu.optimizers.adam.adam`). Type aliases and
+    # constants can be shared under different names (Params is Updates), so for them
+    # the entry must also end with the same name.
+    named_once = inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismodule(obj)
+    for path in entries:
+        if not (named_once or path.rsplit(".", 1)[-1] == name):
+            continue
+        try:
+            if _resolve(path) is obj:
+                return
+        except (ImportError, AttributeError):
+            continue
     pytest.fail(
         f"{mod_name}.{name} is public but no docs/api/*.md page has a `::: {mod_name}.{name}` "
         "line. Add one to the page of its layer."
@@ -216,3 +280,32 @@ def test_nav_lists_every_api_page():
     nav = (ROOT / "mkdocs.yml").read_text()
     missing = [p.name for p in sorted(API_DIR.glob("*.md")) if f"api/{p.name}" not in nav]
     assert not missing, f"docs/api pages missing from mkdocs.yml's nav: {missing}"
+
+
+# ---------------------------------------------------------------- the guides' examples
+
+DOCS_DIR = ROOT / "docs"
+# ```python blocks run, in order, in one namespace per page; ```py blocks are
+# illustrations that are not run (PyTorch code, fragments).
+_RUN_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+# What the prose around the examples promises, checked after they ran.
+PROMISES = {
+    "index.md": lambda ns: (
+        abs(float(ns["params"]["w"]) - 3.0) < 1e-2 and abs(float(ns["params"]["b"]) + 0.5) < 1e-2
+    ),
+    "hyperparameters.md": lambda ns: ns["traces"] == 1 and ns["curves"].shape == (8, 200),
+}
+GUIDES = sorted(p.name for p in DOCS_DIR.glob("*.md") if _RUN_BLOCK.search(p.read_text()))
+
+
+@pytest.mark.parametrize("page", GUIDES)
+def test_guide_examples_run(page):
+    if page == "testing.md":
+        pytest.importorskip("optax")
+    code = "\n".join(_RUN_BLOCK.findall((DOCS_DIR / page).read_text()))
+    namespace = {"__name__": f"docs_{page[:-3].replace('-', '_')}"}
+    # Readers run these with JAX's default settings, not the suite's strict ones.
+    with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
+        exec(compile(code, str(DOCS_DIR / page), "exec"), namespace)
+    if page in PROMISES:
+        assert PROMISES[page](namespace), f"the example in docs/{page} no longer does what it says"

@@ -91,8 +91,9 @@ def nadam(
 
     $$\\hat m_t = \\frac{\\beta_1 m_t}{1-\\beta_1^{t+1}} + \\frac{(1-\\beta_1) g_t}{1-\\beta_1^t}$$
 
-    PyTorch: `torch.optim.NAdam` adds a momentum-decay schedule (psi = 0.004) and
-    gives different numbers; `NAdam(momentum_decay=0)` is close but not equal.
+    PyTorch: `torch.optim.NAdam` warms $\\beta_1$ up with a momentum-decay schedule
+    ($\\psi = 0.004$), so its default numbers differ; `torch.optim.NAdam(lr, betas,
+    eps, momentum_decay=1e3)` switches the warm-up off and gives the same numbers.
     Pitfall: the look-ahead amplifies noisy gradients; it helps most with large batches.
     Reference: Dozat 2016, https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ
     """
@@ -118,7 +119,8 @@ def nadamw(
 
     $$\\theta_t = \\theta_{t-1} - \\eta\\,(\\text{nadam direction} + \\lambda\\theta_{t-1})$$
 
-    PyTorch: `torch.optim.NAdam(decoupled_weight_decay=True)` (different momentum schedule).
+    PyTorch: `torch.optim.NAdam(decoupled_weight_decay=True)` has a momentum-decay
+    schedule; with `momentum_decay=1e3` it gives the same numbers.
     Pitfall: as for `adamw`, mask biases and norm scales out of the decay.
     Reference: Dozat 2016; Loshchilov & Hutter, https://arxiv.org/abs/1711.05101
     """
@@ -153,7 +155,7 @@ def amsgrad(
     $$\\theta_t = \\theta_{t-1} - \\eta\\, \\hat m_t / (\\sqrt{\\max_{s \\le t} \\hat v_s} + \\epsilon)$$
 
     PyTorch: `torch.optim.Adam(amsgrad=True)` maximises the uncorrected $v_t$, so its
-    first steps differ from optax's and ours.
+    numbers differ from optax's and ours, and not only in the first steps.
     Pitfall: one gradient spike fixes a large denominator for good: steps stay small.
     Reference: Reddi, Kale & Kumar 2018, https://openreview.net/forum?id=ryQu7f-RZ
     """

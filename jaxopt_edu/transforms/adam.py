@@ -90,7 +90,7 @@ def scale_by_adam(
       nu_dtype: storage dtype of $v$.
 
     PyTorch: `torch.optim.Adam` (same numbers); `NAdam` uses a momentum-decay
-    schedule and differs from `nesterov=True`.
+    schedule and differs from `nesterov=True` unless `momentum_decay=1e3`.
     Pitfall: a large `eps` turns Adam into momentum SGD with a tiny step; b2 close
     to 1 with sparse gradients makes early steps huge (warm the learning rate up).
     Reference: Kingma & Ba, Adam, https://arxiv.org/abs/1412.6980; Dozat, Nadam,
@@ -149,7 +149,9 @@ def scale_by_amsgrad(
     `bias_correction_nu=False` skips the division by $1-\\beta^t$ for that moment.
 
     PyTorch: `torch.optim.Adam(amsgrad=True)` takes the maximum of the raw $v_t$ and
-    bias-corrects afterwards, so the first steps differ slightly.
+    bias-corrects afterwards. The trajectories differ, and not only early on: here
+    $\\hat v_1 = g_1^2$ enters the maximum, torch's $v_1 = (1-\\beta_2) g_1^2$ is
+    1000 times smaller, so a large first gradient holds our denominator up longer.
     Pitfall: one huge gradient pins the denominator for the rest of training.
     Reference: Reddi, Kale & Kumar, On the Convergence of Adam and Beyond,
     https://openreview.net/forum?id=ryQu7f-RZ

@@ -62,9 +62,9 @@ def scale_by_learning_rate(
       flip_sign: multiply by $-\\eta$ (descent) instead of $+\\eta$.
 
     PyTorch: the `lr` of every `torch.optim` optimizer.
-    Pitfall: the most important hyperparameter of all (the course's first trap):
-    too large diverges, too small looks like convergence but is a crawl. Use a
-    learning-rate range test before a long run.
+    Pitfall: the most important hyperparameter of all (the course's "bad
+    hyperparameters" trap): too large diverges, too small looks like convergence but
+    is a crawl. Use a learning-rate range test before a long run.
     Reference: Robbins & Monro 1951, https://doi.org/10.1214/aoms/1177729586
     """
     return _scaling(
