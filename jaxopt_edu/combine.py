@@ -42,6 +42,8 @@ def chain(*transforms: GradientTransformation) -> GradientTransformationExtraArg
         return tuple(tx.init(params) for tx in txs)
 
     def update_fn(updates, state, params=None, **extra_args):
+        if isinstance(state, list):  # e.g. restored from a checkpoint format without tuples
+            state = tuple(state)
         if not isinstance(state, tuple) or len(state) != len(txs):
             raise ValueError(
                 f"chain: the state has {len(state) if isinstance(state, tuple) else 'no'} "

@@ -36,7 +36,11 @@ class HyperParams(NamedTuple):
 
     PyTorch: `optimizer.param_groups[i]["lr"]` and friends.
     Pitfall: read and write them with `jaxopt_edu.tree.get`/`set`; editing `values`
-    by hand with a Python float changes the dtype and recompiles the step.
+    by hand with a Python float changes the dtype and recompiles the step. Do not wrap
+    our optimizers in `optax.inject_hyperparams`: they already keep their
+    hyperparameters in the state and read them from there, so values injected from
+    outside are ignored. `get` returns the value the NEXT update uses (optax's
+    `inject_hyperparams` shows the one the last update used).
     Reference: optax's `inject_hyperparams` (opt-in there, built in here).
     """
 
@@ -106,6 +110,7 @@ class Hyper:
         self.schedules: dict[str, Callable] = {}
         for name, (value, interval) in items.items():
             if callable(value):
+                self._check_schedule(owner, name, value, interval)
                 self.schedules[name] = value
                 continue
             if isinstance(value, bool) or not isinstance(
@@ -125,6 +130,26 @@ class Hyper:
                     f"Pass a value {interval} (or a schedule returning such values)."
                 )
             self.constants[name] = value
+
+    @staticmethod
+    def _check_schedule(owner: str, name: str, fn: Callable, interval: Interval) -> None:
+        """Call the schedule at step 0: it must take a count and give a valid scalar."""
+        try:
+            first = fn(jnp.zeros([], jnp.int32))
+        except Exception as e:  # a schedule that cannot be called with a step count
+            raise ValueError(
+                f"{owner}: `{name}` is callable but calling it with a step count failed "
+                f"({type(e).__name__}: {e}). A schedule is a function count -> value."
+            ) from None
+        try:
+            x = _concrete_float(first)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{owner}: `{name}` schedule: {e}. Return a scalar.") from None
+        if x is not None and not interval.contains(x):
+            raise ValueError(
+                f"{owner}: `{name}` must be {interval}, but its schedule gives {x!r} at step 0. "
+                f"Pass a schedule whose values are {interval}."
+            )
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -37,6 +37,7 @@ __all__ = [
     "get",
     "get_all_with_path",
     "lerp",
+    "moment_like",
     "norm",
     "scale",
     "set",
@@ -97,7 +98,12 @@ def add(*trees: chex.ArrayTree) -> chex.ArrayTree:
 
 def sub(a: chex.ArrayTree, b: chex.ArrayTree) -> chex.ArrayTree:
     """Leafwise difference $a - b$ (dtype of `a`)."""
-    return jax.tree.map(lambda x, y: (x.astype(compute_dtype(x)) - y).astype(x.dtype), a, b)
+
+    def f(x, y):
+        dt = promote(compute_dtype(x), compute_dtype(y))
+        return (x.astype(dt) - y.astype(dt)).astype(x.dtype)
+
+    return jax.tree.map(f, a, b)
 
 
 def scale(scalar: chex.Numeric, tree: chex.ArrayTree) -> chex.ArrayTree:
@@ -127,14 +133,31 @@ def where(condition: Any, a: chex.ArrayTree, b: chex.ArrayTree) -> chex.ArrayTre
 def zeros_like(tree: chex.ArrayTree, dtype: Any = None) -> chex.ArrayTree:
     """Zeros shaped like each leaf, in `dtype` (default: the leaf's dtype).
 
-    Works on `jax.ShapeDtypeStruct` leaves too, so `init` can run on abstract params.
+    Keeps each leaf's sharding, and works on `jax.ShapeDtypeStruct` leaves too (under
+    `jax.eval_shape`), so `init` can run on abstract params.
     """
-    return jax.tree.map(lambda x: jnp.zeros(x.shape, dtype or x.dtype), tree)
+    return jax.tree.map(lambda x: jnp.zeros_like(x, dtype=dtype or x.dtype), tree)
 
 
 def full_like(tree: chex.ArrayTree, value: chex.Numeric, dtype: Any = None) -> chex.ArrayTree:
-    """`value` shaped like each leaf, in `dtype` (default: the leaf's dtype)."""
-    return jax.tree.map(lambda x: jnp.full(x.shape, value, dtype or x.dtype), tree)
+    """`value` shaped like each leaf, in `dtype` (default: the leaf's dtype), sharding kept."""
+    return jax.tree.map(lambda x: jnp.full_like(x, value, dtype=dtype or x.dtype), tree)
+
+
+def moment_like(tree: chex.ArrayTree, dtype: Any = None, value: chex.Numeric = 0.0):
+    """Storage for a second moment (squares of gradients): `value` in `dtype`.
+
+    With `dtype=None` each leaf keeps its dtype, except float16, which gets float32:
+    a float16 square underflows below 6e-8 (a gradient of 2e-4), and `eps = 1e-8`
+    is zero in float16, so Adam would divide by zero. bfloat16 keeps float32's
+    exponent range and stays bfloat16.
+    """
+
+    def f(x):
+        dt = dtype or (jnp.float32 if x.dtype == jnp.float16 else x.dtype)
+        return jnp.full_like(x, value, dtype=dt)
+
+    return jax.tree.map(f, tree)
 
 
 def cast(tree: chex.ArrayTree, dtype: Any) -> chex.ArrayTree:
@@ -168,7 +191,7 @@ def sum(tree: chex.ArrayTree) -> jax.Array:  # noqa: A001 - mirrors jnp.sum
 
 def vdot(a: chex.ArrayTree, b: chex.ArrayTree) -> jax.Array:
     """Inner product of two trees: $\\sum_i \\langle a_i, b_i\\rangle$ (conjugating `a`)."""
-    dt = promote(_sum_dtype(a), _sum_dtype(b))
+    dt = promote(jnp.float32, *(compute_dtype(x) for x in jax.tree.leaves((a, b))))
     pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
     return builtins.sum(
         (jnp.vdot(x.astype(dt).ravel(), y.astype(dt).ravel()) for x, y in pairs),
@@ -196,7 +219,7 @@ def norm(tree: chex.ArrayTree, ord: int | float | str = 2, squared: bool = False
     if squared:
         raise ValueError(f"norm: `squared=True` needs ord=2, got ord={ord!r}.")
     if ord == 1:
-        return builtins.sum((jnp.sum(jnp.abs(x)).astype(dt) for x in leaves), zero)
+        return builtins.sum((jnp.sum(jnp.abs(x).astype(dt)) for x in leaves), zero)
     if ord in ("inf", jnp.inf):
         return builtins.max(
             (jnp.max(jnp.abs(x), initial=0).astype(dt) for x in leaves), default=zero
@@ -329,10 +352,14 @@ def check_match(
     compiled step). A `None` leaf in `reference` matches anything in `tree`, and the
     other way round, as `apply_updates` skips them.
     """
-    a, b = _paths_and_leaves(tree), _paths_and_leaves(reference)
-    if jax.tree.structure(tree, is_leaf=lambda x: x is None) != jax.tree.structure(
-        reference, is_leaf=lambda x: x is None
-    ):
+
+    def is_none(x):
+        return x is None
+
+    xs, tdef = jax.tree.flatten(tree, is_leaf=is_none)
+    ys, rdef = jax.tree.flatten(reference, is_leaf=is_none)
+    if tdef != rdef:  # paths are built only on the error path: they are slow on big trees
+        a, b = _paths_and_leaves(tree), _paths_and_leaves(reference)
         pa, pb = [p for p, _ in a], [p for p, _ in b]
         extra = [p for p in pa if p not in set(pb)]
         missing = [p for p in pb if p not in set(pa)]
@@ -347,15 +374,17 @@ def check_match(
             f"  {name}: {jax.tree.structure(tree)}\n  {ref_name}: {jax.tree.structure(reference)}\n"
             f"Pass a `{name}` tree built from the same params the optimizer was initialised with."
         )
-    for (path, x), (_, y) in zip(a, b, strict=True):
-        if not shapes or x is None or y is None:
+    if not shapes:
+        return
+    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+        if x is None or y is None or np.shape(x) == np.shape(y):
             continue
-        sx, sy = np.shape(x), np.shape(y)
-        if sx != sy:
-            raise ValueError(
-                f"`{name}` does not match `{ref_name}` at {path or '<root>'}: shape {sx} vs {sy}. "
-                f"Pass a `{name}` leaf with the shape of the param it belongs to."
-            )
+        path = _paths_and_leaves(tree)[i][0]
+        raise ValueError(
+            f"`{name}` does not match `{ref_name}` at {path or '<root>'}: shape "
+            f"{np.shape(x)} vs {np.shape(y)}. "
+            f"Pass a `{name}` leaf with the shape of the param it belongs to."
+        )
 
 
 # ---------------------------------------------------------------- hyperparameters
@@ -417,8 +446,11 @@ def set(state: chex.ArrayTree, **values: chex.Numeric) -> chex.ArrayTree:  # noq
     Values are cast to the stored dtype, so a jitted step does not recompile. Every
     occurrence of a name is set (a chain with two learning rates gets both). A
     hyperparameter built from a schedule stops following it and keeps the given value.
-    A value with leading batch axes (e.g. 8 learning rates) builds a batch of states
-    to run with `jax.vmap(update, in_axes=(..., 0, ...))`.
+    To run many values at once, call it inside `jax.vmap`:
+    `states = jax.vmap(lambda lr: tree.set(tx.init(params), learning_rate=lr))(lrs)`
+    gives a batch of states (every leaf batched) for `jax.vmap(tx.update)`.
+    Values are not range-checked here (they may be traced): an out-of-range value
+    (b1 = 1) shows up as NaN updates.
 
     PyTorch: `for g in optimizer.param_groups: g["lr"] = value`.
     Pitfall: `set` returns a new state; the old one is unchanged (keep the result).

@@ -28,6 +28,15 @@ class Case(NamedTuple):
     rosenbrock: tuple[Callable[[], Any], int, float] | None
 
 
+def _decaying_step(count):
+    """A hand-written schedule -0.01 / (1 + t / 100), shared by ours and optax's twin."""
+    return -0.01 / (1.0 + jnp.asarray(count).astype(jnp.float32) / 100.0)
+
+
+def _decaying_step_big(count):
+    return -0.05 / (1.0 + jnp.asarray(count).astype(jnp.float32) / 100.0)
+
+
 ADAM_HP = ("learning_rate", "b1", "b2", "eps", "eps_root")
 
 CASES = [
@@ -261,6 +270,14 @@ CASES = [
             500,
             1e-2,
         ),
+        None,
+    ),
+    Case(
+        "adam_scale_by_schedule",
+        lambda: jo.chain(jo.scale_by_adam(), jo.scale_by_schedule(_decaying_step)),
+        lambda: optax.chain(optax.scale_by_adam(), optax.scale_by_schedule(_decaying_step)),
+        ("b1", "b2", "eps", "eps_root", "step_size"),
+        (lambda: jo.chain(jo.scale_by_adam(), jo.scale_by_schedule(_decaying_step_big)), 500, 1e-2),
         None,
     ),
 ]

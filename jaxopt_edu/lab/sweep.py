@@ -164,11 +164,14 @@ def _run_on_all_cores(program, points, params, k_run, batch_size):
         return jax.block_until_ready(program(points, params, k_run))
     size = -(-n // workers)
     index = np.minimum(np.arange(workers * size), n - 1).reshape(workers, size)
-    chunks = [jax.tree.map(lambda v, i=i: v[i], points) for i in index]
+    host = jax.tree.map(np.asarray, points)  # slice on the host: no extra compilations
+    chunks = [jax.tree.map(lambda v, i=i: v[i], host) for i in index]
     compiled = program.lower(chunks[0], params, k_run).compile()  # once, before the threads
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         outs = list(pool.map(lambda c: jax.block_until_ready(compiled(c, params, k_run)), chunks))
-    return tuple(jnp.concatenate(parts)[:n] for parts in zip(*outs, strict=True))
+    return tuple(
+        np.concatenate([np.asarray(x) for x in parts])[:n] for parts in zip(*outs, strict=True)
+    )
 
 
 def sweep(

@@ -102,7 +102,7 @@ def scale_by_adam(
         return ScaleByAdamState(
             count=jnp.zeros([], jnp.int32),
             mu=tree.zeros_like(params, mu_dtype),
-            nu=tree.zeros_like(params, nu_dtype),
+            nu=tree.moment_like(params, nu_dtype),
             hyperparams=hyper.init(),
         )
 
@@ -118,9 +118,13 @@ def scale_by_adam(
             ahead = tree.bias_correction(mu, h["b1"], safe_increment(count))
             now = tree.bias_correction(updates, h["b1"], count)
             b1 = h["b1"]
-            mu_hat = jax.tree.map(
-                lambda a, g: b1.astype(a.dtype) * a + (1 - b1.astype(a.dtype)) * g, ahead, now
-            )
+
+            def look_ahead(a, g):
+                dt = tree.promote(a.dtype, g.dtype)
+                b = b1.astype(dt)
+                return b * a.astype(dt) + (1 - b) * g.astype(dt)
+
+            mu_hat = jax.tree.map(look_ahead, ahead, now)
         nu_hat = tree.bias_correction(nu, h["b2"], count)
         out = _ratio(mu_hat, nu_hat, h["eps_root"], h["eps"], updates)
         return out, ScaleByAdamState(count, mu, nu, hyper.advance(state.hyperparams, count))
@@ -162,8 +166,8 @@ def scale_by_amsgrad(
         return ScaleByAmsgradState(
             count=jnp.zeros([], jnp.int32),
             mu=tree.zeros_like(params, mu_dtype),
-            nu=tree.zeros_like(params, nu_dtype),
-            nu_max=tree.zeros_like(params, nu_dtype),
+            nu=tree.moment_like(params, nu_dtype),
+            nu_max=tree.moment_like(params, nu_dtype),
             hyperparams=hyper.init(),
         )
 
@@ -220,7 +224,7 @@ def scale_by_adamax(
         return ScaleByAdamState(
             count=jnp.zeros([], jnp.int32),
             mu=tree.zeros_like(params, mu_dtype),
-            nu=tree.zeros_like(params, nu_dtype),
+            nu=tree.moment_like(params, nu_dtype),
             hyperparams=hyper.init(),
         )
 

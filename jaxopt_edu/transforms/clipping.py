@@ -76,9 +76,11 @@ def clip_by_global_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
     """
 
     def fn(updates, c):
-        g_norm = tree.norm(updates)  # real, in at least float32
+        sq = tree.norm(updates, squared=True)  # real, in at least float32
+        # sqrt has an infinite derivative at 0: take it of 1 there so meta-gradients stay finite
+        g_norm = jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, jnp.ones_like(sq))), sq)
         cc = c.astype(g_norm.dtype)
-        # min(1, c / norm), written so a zero norm never divides (safe under grad too)
+        # min(1, c / norm), written so a zero norm never divides
         factor = cc / jnp.maximum(g_norm, cc)
 
         def leaf(g):

@@ -100,7 +100,8 @@ def _divide_by_root(updates, nu, eps, eps_in_sqrt, mu=None, guard=False):
         dt = tree.promote(tree.compute_dtype(g), tree.compute_dtype(v))
         v, e = v.astype(dt), eps.astype(dt)
         if m is not None:
-            v = v - _abs_sq(m.astype(dt)).astype(dt)
+            # the variance v - m^2 can round below zero on a steady gradient: clamp it
+            v = jnp.maximum(v - _abs_sq(m.astype(dt)).astype(dt), jnp.zeros_like(v))
         if guard:
             pos = jnp.real(v) > 0
             v = jnp.where(pos, v, jnp.ones_like(v))
@@ -170,7 +171,7 @@ def scale_by_rms(
     def init_fn(params):
         return ScaleByRmsState(
             count=jnp.zeros([], jnp.int32),
-            nu=tree.full_like(params, initial_scale, nu_dtype),
+            nu=tree.moment_like(params, nu_dtype, initial_scale),
             hyperparams=hyper.init(),
         )
 
@@ -232,7 +233,7 @@ def scale_by_stddev(
         return ScaleByRStdDevState(
             count=jnp.zeros([], jnp.int32),
             mu=tree.zeros_like(params, mu_dtype),
-            nu=tree.full_like(params, initial_scale, nu_dtype),
+            nu=tree.moment_like(params, nu_dtype, initial_scale),
             hyperparams=hyper.init(),
         )
 
@@ -295,7 +296,7 @@ def scale_by_rss(
     def init_fn(params):
         return ScaleByRssState(
             count=jnp.zeros([], jnp.int32),
-            sum_of_squares=tree.full_like(params, initial_accumulator_value, nu_dtype),
+            sum_of_squares=tree.moment_like(params, nu_dtype, initial_accumulator_value),
             hyperparams=hyper.init(),
         )
 
@@ -347,8 +348,8 @@ def scale_by_adadelta(
     def init_fn(params):
         return ScaleByAdaDeltaState(
             count=jnp.zeros([], jnp.int32),
-            e_g=tree.zeros_like(params, nu_dtype),
-            e_x=tree.zeros_like(params, nu_dtype),
+            e_g=tree.moment_like(params, nu_dtype),
+            e_x=tree.moment_like(params, nu_dtype),
             hyperparams=hyper.init(),
         )
 
