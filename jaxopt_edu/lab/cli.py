@@ -859,7 +859,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sweep", help="one optimizer over a grid of hyperparameters",
                        description="Train one optimizer at every point of a grid, all points "
-                       "in one vmapped program; print the best and draw a heat map.",
+                       "in one compiled program; print the best and draw a heat map.",
                        epilog=GRID_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     s.add_argument("--optimizer", default="adam", help="optimizer name (default adam)")
     s.add_argument("--grid", action="append", metavar="SPEC", help="see the grid syntax below "

@@ -77,6 +77,8 @@ DEFAULT_OPTIMIZERS: dict[str, OptimizerSpec] = {
         _spec("nadam", "Adam with a Nesterov look-ahead", 3e-2, jo.nadam),
         _spec("amsgrad", "Adam whose denominator never shrinks", 3e-2, jo.amsgrad),
         _spec("adamax", "Adam with an infinity-norm denominator", 5e-2, jo.adamax),
+        _spec("nadamw", "Nadam with decoupled weight decay 1e-4", 3e-2, jo.nadamw),
+        _spec("adamaxw", "Adamax with decoupled weight decay 1e-4", 5e-2, jo.adamaxw),
     ]
 }
 """The lab's named optimizers: name -> `OptimizerSpec` (description, default learning rate).
@@ -91,7 +93,7 @@ def optimizer_from_name(name: str, learning_rate: float | None = None) -> jo.Gra
     """The registry's optimizer `name`, at `learning_rate` (default: its entry's).
 
     Names: sgd, momentum, nesterov, rmsprop, adagrad, adadelta, adam, adamw, nadam,
-    amsgrad, adamax (`DEFAULT_OPTIMIZERS`). Raises `ValueError` listing them for an
+    amsgrad, adamax, nadamw, adamaxw (`DEFAULT_OPTIMIZERS`). Raises `ValueError` listing them for an
     unknown name.
 
     PyTorch: `getattr(torch.optim, name)(params, lr=...)`.

@@ -3,7 +3,8 @@
 The learning rate grows geometrically from `min_lr` to `max_lr` over the steps of
 one short training run (set in the state with `jaxopt_edu.tree.set` at every step,
 so it all compiles once); the loss first falls, then explodes. The suggestion is
-the learning rate where the smoothed loss falls fastest.
+the learning rate where the smoothed loss falls fastest, searched only before the
+lowest point of the curve, and never above a tenth of the rate at that lowest point.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ class LRFindResult:
     Fields: `lrs` (steps,), the learning rate of each step; `losses` (steps,), the
     loss after the step taken at `lrs[t]`, NaN from the stop on; `smoothed`, their
     bias-corrected moving average, NaN from the stop on; `suggestion`, the learning
-    rate at the steepest descent of `smoothed` against $\\log \\eta$ (NaN when the
-    curve never descends); `stop_step`, the first masked step (None if none).
+    rate at the steepest descent of `smoothed` against $\\log \\eta$ before its
+    minimum, capped at a tenth of the rate at the minimum (NaN when the curve never
+    descends); `stop_step`, the first masked step (None if none).
 
     PyTorch: none built in (the `torch-lr-finder` package; `LRFinder.range_test`).
     Pitfall: see `lr_find`'s failure modes.
@@ -114,8 +116,9 @@ def lr_find(
         noise; raise the smoothing weight's memory (smaller `smoothing`) or `steps`.
       * too few steps: each learning rate gets too little training to show its
         effect; the curve lags and the suggestion shifts to larger rates.
-      * the suggestion can sit just before the divergence cliff (where a large rate
-        makes one big lucky drop); many use a value 3-10x smaller for long runs.
+      * a last dip just before the divergence cliff (one big lucky step) has a steep
+        slope; the search therefore stops at the curve's minimum and the suggestion is
+        capped at a tenth of the rate there. For long runs, a further 3x lower is safe.
       * optimizers without a `learning_rate` hyperparameter in their state (e.g. a
         bare `scale_by_adam`) cannot be tested: a `ValueError` lists what the
         state has. Parameter-free ones (adadelta) only have a multiplier to scan.
@@ -179,8 +182,13 @@ def lr_find(
         losses[stop:] = np.nan
     n = steps if stop is None else stop
     suggestion = math.nan
-    if n >= 3:
-        slope = np.gradient(smoothed[:n], np.log(lrs[:n]))
+    # search the descent only: from the start to the lowest smoothed loss, edges excluded
+    # (a last dip just before the blow-up has a steep one-sided slope that is no advice)
+    lowest = int(np.nanargmin(smoothed[:n])) if n >= 1 else 0
+    if lowest >= 3:
+        slope = np.gradient(smoothed[: lowest + 1], np.log(lrs[: lowest + 1]))[1:-1]
         if np.min(slope) < 0:
-            suggestion = float(lrs[int(np.argmin(slope))])
+            steepest = float(lrs[1 + int(np.argmin(slope))])
+            # never above a tenth of the rate at the minimum (Smith's rule of thumb)
+            suggestion = min(steepest, float(lrs[lowest]) / 10.0)
     return LRFindResult(lrs, losses, smoothed, suggestion, stop)

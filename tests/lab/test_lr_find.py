@@ -53,3 +53,16 @@ def test_bad_optimizer_and_problem():
         lr_find(42, "rosenbrock")
     with pytest.raises(ValueError, match="unknown problem"):
         lr_find(jo.adam, "rosen")
+
+
+def test_a_dip_just_before_the_blow_up_is_not_the_suggestion():
+    """Regression: a curve that descends, rises, then dips right before it explodes."""
+    import jaxopt_edu as jo
+    from jaxopt_edu.lab import get_problem, lr_find
+
+    res = lr_find(jo.adam(1e-3), get_problem("spirals"), min_lr=1e-6, max_lr=10.0, steps=100)
+    finite = np.isfinite(res.smoothed)
+    lowest = float(res.lrs[int(np.nanargmin(np.where(finite, res.smoothed, np.nan)))])
+    assert res.suggestion <= lowest / 10 * (1 + 1e-9)
+    # and training at the suggestion works (the old rule gave 4.45, which ends at loss ~5.8)
+    assert res.suggestion < 0.5
