@@ -259,15 +259,16 @@ def check_descends_on_quadratic(
     for t in range(steps):
         x, state, inner, loss = step(x, state)
         losses.append(float(loss))
-        if t == 0 and not float(inner) < 0:
-            _fail(
+        if t == 0:
+            with _reported_as(
                 prop,
                 f"the first update does not point downhill: <update, grad> = {float(inner):.3g} "
-                "(must be < 0).",
+                "(must be < 0)",
                 "updates are added to the params, so return minus a multiple of the gradient: "
                 "end the chain with `scale_by_learning_rate(lr)` (it flips the sign) or "
                 "`scale(-lr)`.",
-            )
+            ):
+                chex.assert_scalar_negative(float(inner))
     if not losses[-1] < losses[0]:
         hint = (
             "the update directions stop pointing downhill after the first step: check the "
@@ -276,7 +277,8 @@ def check_descends_on_quadratic(
             else "lower the learning rate, or pass `learning_rate_free=True` to test only "
             "the direction of the updates."
         )
-        _fail(prop, f"{steps} updates did not lower the loss: {losses}.", hint)
+        with _reported_as(prop, f"{steps} updates did not lower the loss: {losses}", hint):
+            chex.assert_scalar_negative(losses[-1] - losses[0])
 
 
 def check_jit_matches_eager(
@@ -336,15 +338,16 @@ def check_no_recompile(tx: Any, steps: int = 3, *, params: chex.ArrayTree | None
     for _ in range(steps):
         p, s, _ = jitted(p, s)
     diff = _aval_diff(state0, s, "state", ("after init", f"after {steps} updates"))
-    if len(traces) > 1:
-        _fail(
-            "no_recompile",
-            f"the second update compiled again: jax.jit traced the step {len(traces)} times in "
-            f"{steps} updates. {diff or 'The state avals look equal: look for Python values.'}",
-            _FIX_AVALS,
-        )
-    if diff:
-        _fail("no_recompile", f"the state's avals changed in update: {diff}.", _FIX_AVALS)
+    with _reported_as(
+        "no_recompile",
+        f"the second update compiled again: jax.jit traced the step {len(traces)} times in "
+        f"{steps} updates. {diff or 'The state avals look equal: look for Python values.'}",
+        _FIX_AVALS,
+    ):
+        chex.assert_equal(len(traces), 1)
+    with _reported_as("no_recompile", f"the state's avals changed in update: {diff}", _FIX_AVALS):
+        chex.assert_trees_all_equal_shapes_and_dtypes(state0, s)
+        chex.assert_equal(diff, "")  # weak types too, which chex does not compare
 
 
 def check_cond_stable(tx: Any, *, params: chex.ArrayTree | None = None) -> None:
@@ -420,26 +423,36 @@ def check_dtypes(
         if jax.dtypes.canonicalize_dtype(dtype) != np.dtype(dtype):
             continue  # e.g. float64 while jax_enable_x64 is off
         p = jax.tree.map(lambda x, dtype=dtype: x.astype(dtype), base)
-        grads, state = _grads(p), tx.init(p)
-        updates, new_state = jax.jit(tx.update)(grads, state, p)
-        with _reported_as(
-            "dtypes",
-            f"{name} gradients gave updates of another dtype or shape",
-            "compute in float32 if you like, but cast each update back to its gradient's "
-            "dtype (`.astype(g.dtype)`); cast hyperparameters to the leaf's dtype before "
-            "multiplying.",
-        ):
-            chex.assert_trees_all_equal_shapes_and_dtypes(updates, grads)
-        with _reported_as(
-            "dtypes",
-            f"{name} gradients gave non-finite updates",
-            "compute in at least float32 and keep `eps` above the dtype's smallest normal "
-            "number (float16: 6e-5).",
-        ):
-            chex.assert_tree_all_finite(updates)
-        diff = _aval_diff(state, new_state, "state", ("after init", "after update"))
-        if diff:
-            _fail("dtypes", f"with {name} params the state changed: {diff}.", _FIX_AVALS)
+        state = tx.init(p)
+        # ordinary gradients, then tiny ones (1e-4: their squares underflow in float16)
+        for scale in (1.0, 1e-4):
+            grads = jax.tree.map(
+                lambda g, s=scale: (g.astype(jnp.float32) * s).astype(g.dtype), _grads(p)
+            )
+            updates, new_state = jax.jit(tx.update)(grads, state, p)
+            _check_update_dtypes(name, scale, updates, grads, state, new_state)
+
+
+def _check_update_dtypes(name, scale, updates, grads, state, new_state) -> None:
+    """The `dtypes` property for one dtype and gradient scale."""
+    with _reported_as(
+        "dtypes",
+        f"{name} gradients (scale {scale:g}) gave updates of another dtype or shape",
+        "compute in float32 if you like, but cast each update back to its gradient's "
+        "dtype (`.astype(g.dtype)`); cast hyperparameters to the leaf's dtype before "
+        "multiplying.",
+    ):
+        chex.assert_trees_all_equal_shapes_and_dtypes(updates, grads)
+    with _reported_as(
+        "dtypes",
+        f"{name} gradients (scale {scale:g}) gave non-finite updates",
+        "compute in at least float32 and keep `eps` above the dtype's smallest normal "
+        "number (float16: 6e-5).",
+    ):
+        chex.assert_tree_all_finite(updates)
+    diff = _aval_diff(state, new_state, "state", ("after init", "after update"))
+    if diff:
+        _fail("dtypes", f"with {name} params the state changed: {diff}.", _FIX_AVALS)
 
 
 def check_abstract_init(tx: Any, *, params: chex.ArrayTree | None = None) -> None:
@@ -463,13 +476,15 @@ def check_abstract_init(tx: Any, *, params: chex.ArrayTree | None = None) -> Non
         catch=Exception,
     ):
         abstract_state = jax.eval_shape(tx.init, abstract)
-    diff = _aval_diff(tx.init(params), abstract_state, "state", ("on arrays", "on abstract params"))
-    if diff:
-        _fail(
-            "abstract_init",
-            f"init gives different state avals on abstract params: {diff}.",
-            "derive every state leaf's shape and dtype from the param's shape and dtype.",
-        )
+    concrete_state = tx.init(params)
+    diff = _aval_diff(concrete_state, abstract_state, "state", ("on arrays", "on abstract params"))
+    with _reported_as(
+        "abstract_init",
+        f"init gives different state avals on abstract params: {diff}",
+        "derive every state leaf's shape and dtype from the param's shape and dtype.",
+    ):
+        chex.assert_trees_all_equal_shapes_and_dtypes(concrete_state, abstract_state)
+        chex.assert_equal(diff, "")
 
 
 def check_converges(
@@ -511,16 +526,16 @@ def check_converges(
     ):
         p, _ = jax.jit(run)(p0, tx.init(p0))
     dist = float(tree.norm(jax.tree.map(lambda x: x - prob.minimum, p)))
-    if not dist < tol:
-        _fail(
-            "converges",
-            f"after {steps} steps on {problem} the distance to the minimum is {dist:.3g} "
-            f"(tol {tol:g}); the loss went from {float(prob.loss(p0)):.3g} to "
-            f"{float(prob.loss(p)):.3g}.",
-            "if the loss grew or is NaN, lower the learning rate; if it fell slowly, raise "
-            "the learning rate or `steps`; a fixed-size step (sign methods) needs a `tol` "
-            "above its step size or a decaying schedule.",
-        )
+    with _reported_as(
+        "converges",
+        f"after {steps} steps on {problem} the distance to the minimum is {dist:.3g} "
+        f"(tol {tol:g}); the loss went from {float(prob.loss(p0)):.3g} to "
+        f"{float(prob.loss(p)):.3g}",
+        "if the loss grew or is NaN, lower the learning rate; if it fell slowly, raise "
+        "the learning rate or `steps`; a fixed-size step (sign methods) needs a `tol` "
+        "above its step size or a decaying schedule.",
+    ):
+        chex.assert_scalar_in(dist, 0.0, tol)  # NaN fails too
 
 
 def _buffers(x: Any) -> builtins.set[int]:

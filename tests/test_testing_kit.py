@@ -80,7 +80,10 @@ def test_passes_with_a_schedule_in_the_state():
 
 def test_passes_on_optax_adam():
     with jax.numpy_dtype_promotion("standard"):
-        testing.check_all(optax.adam(0.1))
+        testing.check_all(optax.adam(0.1), skip=("dtypes",))
+        # optax 0.2.8 keeps nu in float16 for float16 params: tiny gradients square to 0
+        # and the update overflows to -inf (ours stores nu in float32); check the rest
+        testing.check_dtypes(optax.adam(0.1), dtypes=(jnp.bfloat16, jnp.float32))
 
 
 def test_passes_on_a_user_written_sign_sgd():
