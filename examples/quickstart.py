@@ -22,8 +22,8 @@ def init_mlp(key, sizes=(1, 32, 32, 1)):
 
 def predict(params, x):
     for layer in params[:-1]:
-        x = jnp.tanh(x @ layer["w"] + layer["b"])
-    return x @ params[-1]["w"] + params[-1]["b"]
+        x = jnp.tanh(x @ layer["w"] + layer["b"][None, :])
+    return x @ params[-1]["w"] + params[-1]["b"][None, :]
 
 
 def loss_fn(params, x, y):
