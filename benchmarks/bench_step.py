@@ -166,8 +166,10 @@ def nbytes(tree):
     return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 
-def bench_ours_pytree(chain, shapes, repeats):
-    params, grads = make_arrays(shapes, 0), make_arrays(shapes, 1)
+def bench_ours(chain, shapes, repeats, layout="pytree"):
+    """Ours, with params/grads as the user's pytree or as one flat buffer per dtype."""
+    wrap = flat.ravel if layout == "flat" else (lambda t: t)
+    params, grads = wrap(make_arrays(shapes, 0)), wrap(make_arrays(shapes, 1))
     tx = build(jo, chain)
     state = tx.init(params)
     base = nbytes(params) + nbytes(grads) + nbytes(state)
@@ -178,20 +180,14 @@ def bench_ours_pytree(chain, shapes, repeats):
 
     t, c, peak = time_jax(step, params, grads, state, repeats)
     return {"step_s": t, "compile_s": c, "peak_bytes": peak, "base_bytes": base}
+
+
+def bench_ours_pytree(chain, shapes, repeats):
+    return bench_ours(chain, shapes, repeats, "pytree")
 
 
 def bench_ours_flat(chain, shapes, repeats):
-    params, grads = flat.ravel(make_arrays(shapes, 0)), flat.ravel(make_arrays(shapes, 1))
-    tx = build(jo, chain)
-    state = tx.init(params)
-    base = nbytes(params) + nbytes(grads) + nbytes(state)
-
-    def step(p, g, s):
-        u, s = tx.update(g, s, p)
-        return jo.apply_updates(p, u), s
-
-    t, c, peak = time_jax(step, params, grads, state, repeats)
-    return {"step_s": t, "compile_s": c, "peak_bytes": peak, "base_bytes": base}
+    return bench_ours(chain, shapes, repeats, "flat")
 
 
 def bench_optax(chain, shapes, repeats):
