@@ -3,6 +3,7 @@
     jaxopt-edu compare                      # sgd, momentum, rmsprop, adagrad, adam on
                                             # rosenbrock and spirals -> ./jaxopt_edu_out
     jaxopt-edu compare --optimizers adam,rmsprop --problem beale --steps 300 --seeds 3
+    jaxopt-edu compare --problem spirals:dropout=0.1,l2=1e-4 --problem rastrigin:dim=10
     jaxopt-edu sweep --optimizer adam --grid learning_rate=1e-4:1e-1:8:log,b1=0.8,0.9,0.99
     jaxopt-edu lr-find --optimizer adam --problem spirals
     jaxopt-edu problems | optimizers | explain adam
@@ -10,7 +11,9 @@
 Exit status: 0 on success, 2 for bad input (the message on stderr says what is
 wrong and lists the valid choices; nothing is written), 1 when a run fails.
 Outputs go to a temporary folder next to `--out` and are moved into place at the
-end, so an interrupted or failed run leaves nothing half-written.
+end, so an interrupted or failed run leaves nothing half-written. An existing
+`--out` folder keeps its other files (earlier runs' too); the results JSON's
+"files" lists exactly the files of this run.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import shutil
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,15 +76,21 @@ def _out(text: str = "") -> None:
     print(text, file=sys.stdout, flush=True)
 
 
-def _print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """A rich table on a terminal, aligned plain text otherwise."""
+def _print_table(
+    title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], wrap_last: bool = False
+) -> None:
+    """A rich table on a terminal, aligned plain text otherwise.
+
+    `wrap_last`: on a narrow terminal only the last column wraps (the others stay whole).
+    """
     if _use_rich(sys.stdout):
         from rich.table import Table
 
         table = Table(title=title, title_justify="left")
         for i, c in enumerate(columns):
             numeric = all(_is_number(r[i]) for r in rows)
-            table.add_column(c, justify="right" if numeric else "left")
+            no_wrap = wrap_last and i < len(columns) - 1
+            table.add_column(c, justify="right" if numeric else "left", no_wrap=no_wrap)
         for r in rows:
             table.add_row(*r)
         _console(sys.stdout).print(table)
@@ -179,11 +189,16 @@ class _Staging:
 
     The folder is created before the run (so an unwritable target fails at once),
     next to the target (same file system, so the final move is a rename), and
-    removed if anything goes wrong. An existing target keeps its other files; files
-    of the same name are replaced.
+    removed if anything goes wrong. An existing target keeps its other files
+    (earlier runs' included: the results JSON lists exactly the files of this run);
+    files of the same name are replaced. `names` are the files the command may write:
+    one that is a directory in the target is refused (exit 2) before anything runs.
+    Into an existing folder the move is all-or-nothing: every collision is checked
+    first, replaced files are kept aside, and on any failure the files moved so far
+    are removed and the replaced ones restored.
     """
 
-    def __init__(self, target: str):
+    def __init__(self, target: str, names: Sequence[str] = ()):
         self.target = Path(target).expanduser().absolute()
         if self.target.exists() and not self.target.is_dir():
             raise UsageError(f"--out {target}: exists and is not a directory.")
@@ -192,6 +207,7 @@ class _Staging:
             anchor = anchor.parent
         if not anchor.is_dir():
             raise UsageError(f"--out {target}: {anchor} is a file, not a directory.")
+        self._check_collisions(names)
         try:
             self.dir = Path(tempfile.mkdtemp(prefix=".jaxopt_edu-partial-", dir=anchor))
             umask = os.umask(0)
@@ -204,18 +220,51 @@ class _Staging:
             ) from None
         self.files: list[str] = []
 
+    def _check_collisions(self, names: Sequence[str]) -> None:
+        if not self.target.is_dir():
+            return
+        blocked = [n for n in names if (self.target / n).is_dir()]
+        if blocked:
+            raise UsageError(
+                f"--out {self.target}: {', '.join(blocked)} "
+                f"{'is a directory' if len(blocked) == 1 else 'are directories'} there, "
+                "where this run would write a file; move it away or choose another --out. "
+                "Nothing was written."
+            )
+
     def path(self, name: str) -> Path:
         self.files.append(name)
         return self.dir / name
 
     def commit(self) -> Path:
-        if self.target.exists():
-            for name in os.listdir(self.dir):
-                os.replace(self.dir / name, self.target / name)
-            self.dir.rmdir()
-        else:
+        names = sorted(n for n in os.listdir(self.dir) if n in self.files)
+        if not self.target.exists():
             self.target.parent.mkdir(parents=True, exist_ok=True)
+            for n in os.listdir(self.dir):  # stray temporaries stay out of the result
+                if n not in self.files:
+                    (self.dir / n).unlink()
             os.rename(self.dir, self.target)
+            return self.target
+        self._check_collisions(names)  # again: the folder may have changed during the run
+        aside = Path(tempfile.mkdtemp(prefix="previous-", dir=self.dir))
+        moved, kept = [], []
+        try:
+            for n in names:
+                final = self.target / n
+                if final.exists() or final.is_symlink():
+                    os.replace(final, aside / n)
+                    kept.append(n)
+                os.replace(self.dir / n, final)
+                moved.append(n)
+        except BaseException:
+            for n in moved:
+                with contextlib.suppress(OSError):
+                    (self.target / n).unlink()
+            for n in kept:
+                with contextlib.suppress(OSError):
+                    os.replace(aside / n, self.target / n)
+            raise
+        shutil.rmtree(self.dir, ignore_errors=True)
         return self.target
 
     def abort(self) -> None:
@@ -223,17 +272,18 @@ class _Staging:
 
 
 @contextlib.contextmanager
-def _output(args) -> Iterator[_Staging | None]:
+def _output(args, names: Sequence[str] = ()) -> Iterator[_Staging | None]:
+    """The staging folder for `--out` (None with `--no-out`); `names`: the files the run may write."""
     if args.out is None:
         yield None
         return
-    staging = _Staging(args.out)
+    staging = _Staging(args.out, names)
     try:
         yield staging
+        target = staging.commit()
     except BaseException:
         staging.abort()
         raise
-    target = staging.commit()
     if staging.files:
         _out(f"\nwrote {len(staging.files)} files to {target}: {', '.join(staging.files)}")
 
@@ -325,23 +375,172 @@ def _optimizer_specs(names: Sequence[str]) -> dict:
     return {n: DEFAULT_OPTIMIZERS[n] for n in dict.fromkeys(names)}
 
 
-def _problems(names: Sequence[str]) -> list:
-    from jaxopt_edu.lab.problems import get_problem, list_problems
+PROBLEM_HELP = """\
+problem syntax: NAME[:OPTION=VALUE,OPTION=VALUE...], e.g. spirals:dropout=0.1,l2=1e-4
+  or ill_conditioned_quadratic:dim=50,condition_number=1000 (see `jaxopt-edu problems`
+  for each problem's options). Several problems: repeat --problem, or separate them
+  by commas; after a comma, a token without `=` starts the next problem
+  (`rosenbrock,spirals:dropout=0.1,l2=1e-4,beale` is three problems)."""
 
-    valid = list_problems()
-    unknown = [n for n in names if n not in valid]
-    if unknown or not names:
+
+OUT_HELP = """
+
+--out DIR: an existing folder keeps its other files, earlier runs' included; files of
+  the same name are replaced, and the results JSON's "files" lists exactly the files
+  of this run. A name this run would write that is a directory there: exit 2 before
+  running. The final move is all-or-nothing."""
+
+
+def _problem_builder(name: str):
+    from jaxopt_edu.lab import problems as problems_module
+
+    return problems_module._REGISTRY[name][0]
+
+
+def _problem_options(name: str) -> dict[str, inspect.Parameter]:
+    """The options of problem `name` (its builder's keyword parameters), from the signature."""
+    try:
+        return dict(inspect.signature(_problem_builder(name)).parameters)
+    except (KeyError, AttributeError, TypeError, ValueError):
+        return {}
+
+
+def _option_kind(param: inspect.Parameter | None) -> type:
+    """bool, int (a count such as dim or hidden) or float, from the default or the annotation."""
+    if param is None:
+        return float
+    default, annotation = param.default, param.annotation
+    for kind in (bool, int):
+        if type(default) is kind or annotation in (kind, kind.__name__):
+            return kind
+    return float
+
+
+def _option_value(problem: str, key: str, text: str, param: inspect.Parameter | None) -> Any:
+    kind = _option_kind(param)
+    low = text.strip().lower()
+    if kind is bool and low in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return low in ("true", "yes", "on", "1")
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(
+            f"--problem {problem}: cannot read {text!r} for option `{key}`: use a number"
+            + (" (or true/false)." if kind is bool else ".")
+        ) from None
+    if kind is int and math.isfinite(value) and value == int(value):
+        return int(value)
+    return value  # a fractional count is passed on: the problem's own check says what is wrong
+
+
+def _parse_problem_specs(values: Sequence[str] | str | None, default: str) -> list[tuple]:
+    """`--problem` values -> `[(name, {option: value}, text)]`.
+
+    A value is a comma list; a token without `=` before its first `:` starts a problem
+    (`NAME` or `NAME:OPTION=VALUE`), a token `OPTION=VALUE` adds an option to the last
+    problem. Repeating `--problem` works too. Unknown names and options are left to
+    `_problems` (`get_problem` says which are valid).
+    """
+    values = [default] if not values else [values] if isinstance(values, str) else values
+    specs: list[list] = []
+    for value in values:
+        for token in (t.strip() for t in value.split(",")):
+            if not token:
+                continue
+            head, sep, rest = token.partition(":")
+            if "=" not in head:
+                specs.append([head.strip(), {}, []])
+                token = rest.strip() if sep else ""
+                if sep and not token:
+                    raise UsageError(f"--problem {value}: nothing after `{head}:`.\n{PROBLEM_HELP}")
+                if not token:
+                    continue
+            elif not specs:
+                raise UsageError(
+                    f"--problem {value}: an option ({token!r}) before any problem name.\n"
+                    f"{PROBLEM_HELP}"
+                )
+            name, options, texts = specs[-1]
+            key, eq, text = (x.strip() for x in token.partition("="))
+            if not eq or not re.fullmatch(r"[A-Za-z_]\w*", key) or not text:
+                raise UsageError(
+                    f"--problem {value}: cannot read {token!r}: use OPTION=VALUE.\n{PROBLEM_HELP}"
+                )
+            if key in options:
+                raise UsageError(f"--problem {value}: option `{key}` given twice for {name}.")
+            params = _problem_options(name) if name in _problem_names() else {}
+            options[key] = _option_value(name, key, text, params.get(key))
+            texts.append(f"{key}={text}")
+    return [(n, o, n + (":" + ",".join(t) if t else "")) for n, o, t in specs]
+
+
+def _one_problem(value: str, command: str):
+    specs = _parse_problem_specs(value, "spirals")
+    if len(specs) != 1:
+        raise UsageError(
+            f"--problem {value}: {command} runs one problem, got {len(specs)} "
+            f"({', '.join(t for _, _, t in specs)}); use compare for several."
+        )
+    return _problems(specs)[0]
+
+
+def _problem_names() -> dict[str, str]:
+    from jaxopt_edu.lab.problems import list_problems
+
+    return list_problems()
+
+
+def _problems(specs: Sequence[tuple]) -> list:
+    """Build each `(name, options, text)` from `_parse_problem_specs` (duplicates dropped)."""
+    from jaxopt_edu.lab.problems import get_problem
+
+    valid = _problem_names()
+    unknown = [n for n, _, _ in specs if n not in valid]
+    if unknown or not specs:
         raise UsageError(
             f"unknown problem {', '.join(map(repr, unknown)) or '(none given)'}; "
             f"choose from: {', '.join(valid)}."
         )
-    out = []
-    for n in dict.fromkeys(names):
+    out, seen = [], set()
+    for name, options, text in specs:
+        key = (name, tuple(sorted(options.items())))
+        if key in seen:
+            continue
+        seen.add(key)
         try:
-            out.append(get_problem(n))
-        except (ImportError, ValueError) as e:
-            raise UsageError(f"problem {n!r}: {e}") from None
+            problem = get_problem(name, **options)
+        except (ImportError, ValueError, TypeError) as e:
+            raise UsageError(f"--problem {text}: {e}") from None
+        out.append(problem)
+        _GIVEN_OPTIONS[problem] = dict(options)
+    stems = [_stem(p) for p in out]
+    if len(set(stems)) < len(stems):  # e.g. dim=10 and dim=10.0 would share file names
+        raise UsageError(f"--problem: the same problem twice ({', '.join(stems)}).")
     return out
+
+
+# problem -> the options given on the command line (weak: a problem outlives no run)
+_GIVEN_OPTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _given_options(problem) -> dict[str, Any]:
+    try:
+        return _GIVEN_OPTIONS.get(problem, {})
+    except TypeError:  # not weak-referenceable
+        return {}
+
+
+def _label(problem) -> str:
+    """`spirals` or `spirals(dropout=0.1, l2=0.0001)`: the name with the options given."""
+    opts = _given_options(problem)
+    return problem.name + (f"({', '.join(f'{k}={v!r}' for k, v in opts.items())})" if opts else "")
+
+
+def _stem(problem) -> str:
+    """File-name stem: `spirals`, or `spirals_dropout0.1_l20.0001` with options."""
+    opts = _given_options(problem)
+    text = problem.name + "".join(f"_{k}{v!r}" for k, v in opts.items())
+    return re.sub(r"[^\w.+-]", "-", text)
 
 
 def parse_grid(specs: Sequence[str] | str) -> dict[str, list[float]]:
@@ -419,42 +618,69 @@ def _hyperparameter_names(tx, problem) -> list[str]:
 
 def _cmd_compare(args) -> int:
     specs = _optimizer_specs(_split_names(args.optimizers, MAIN_OPTIMIZERS))
-    problems = _problems(_split_names(args.problem, MAIN_PROBLEMS))
+    problems = _problems(_parse_problem_specs(args.problem, MAIN_PROBLEMS))
     from jaxopt_edu.lab import plots
     from jaxopt_edu.lab.compare import compare
     from jaxopt_edu.lab.diagnostics import diagnose, format_findings
 
     lrs = {n: args.lr if args.lr is not None else s.learning_rate for n, s in specs.items()}
     txs = {n: s.build(lrs[n]) for n, s in specs.items()}
-    with _output(args) as staging:
+    names = ["results.json", "results.csv"]
+    for problem in problems:
+        names.append(f"{_stem(problem)}_losses.png")
+        if _has_trajectories(problem):
+            names.append(f"{_stem(problem)}_trajectories.png")
+            names += [f"{_stem(problem)}_trajectories.gif"] if args.gif else []
+    with _output(args, names) as staging:
         draw = _plots_available(staging)
+        title_ok = _accepts(plots.plot_trajectories, "title")
         docs, csv_rows = [], []
         with _Progress(len(problems) * (2 if draw else 1), args.quiet) as progress:
             for problem in problems:
                 seeds = f"{args.seeds} seed{'s' if args.seeds > 1 else ''}"
-                what = f"{problem.name}: {len(txs)} optimizers x {seeds} x {args.steps} steps"
+                what = f"{_label(problem)}: {len(txs)} optimizers x {seeds} x {args.steps} steps"
                 with progress.step(what):
                     result = compare(txs, problem, args.steps, args.seeds, args.eval_every)
                 if draw:
-                    with progress.step(f"{problem.name}: plots"):
-                        _compare_plots(plots, result, staging, txs, args.gif)
+                    with progress.step(f"{_label(problem)}: plots"):
+                        _compare_plots(plots, result, staging, txs, args, title_ok)
                 _compare_report(result, lrs, args, diagnose, format_findings)
-                csv_rows += [{"problem": problem.name} | r for r in result.table()]
+                if draw and args.seeds > 1 and _has_trajectories(problem) and not title_ok:
+                    _out(f"note: {_stem(problem)}_trajectories.png shows seed 0 of "
+                         f"{args.seeds} (the standard start) only.")  # fmt: skip
+                label = {"problem": problem.name, "problem_options": _given_options(problem)}
+                csv_rows += [{"problem": _label(problem)} | r for r in result.table()]
                 if staging is not None:  # the result's own JSON, gathered into one file
-                    tmp = staging.dir / f".{problem.name}.json"
+                    tmp = staging.dir / f".{_stem(problem)}.json"
                     result.to_json(tmp)
-                    docs.append(json.loads(tmp.read_text()))
+                    docs.append(json.loads(tmp.read_text()) | label)
                     tmp.unlink()
         if staging is not None:
-            _write_json(staging.path("results.json"), {"command": "compare", "results": docs})
+            files = [*staging.files, "results.json", "results.csv"]
+            doc = {"command": "compare", "files": files, "results": docs}
+            _write_json(staging.path("results.json"), doc)
             _write_csv(staging.path("results.csv"), csv_rows)
     return 0
 
 
-def _compare_plots(plots, result, staging, txs, gif: bool) -> None:
+def _has_trajectories(problem) -> bool:
+    return problem.kind == "function" and problem.dim == 2
+
+
+def _accepts(fn: Callable, name: str) -> bool:
+    """Whether `fn` takes the keyword `name` (checked, so the CLI works with older versions)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params
+
+
+def _compare_plots(plots, result, staging, txs, args, title_ok: bool) -> None:
     problem = result.problem
-    plots.plot_losses(result, staging.path(f"{problem.name}_losses.png"))
-    if problem.kind != "function" or problem.dim != 2:
+    stem = _stem(problem)
+    plots.plot_losses(result, staging.path(f"{stem}_losses.png"))
+    if not _has_trajectories(problem):
         return
     paths = {}
     for n in result.names:
@@ -462,10 +688,13 @@ def _compare_plots(plots, result, staging, txs, gif: bool) -> None:
         paths[n] = np.asarray(traj[0]) if traj is not None else None
         if paths[n] is None:
             paths[n] = plots.trajectory(txs[n], problem, result.steps)
-    plots.plot_trajectories(problem, paths, staging.path(f"{problem.name}_trajectories.png"))
-    if gif:
+    extra = {}
+    if args.seeds > 1 and title_ok:  # otherwise the report prints a note
+        extra["title"] = f"{_label(problem)}: seed 0 of {args.seeds} (the standard start)"
+    plots.plot_trajectories(problem, paths, staging.path(f"{stem}_trajectories.png"), **extra)
+    if args.gif:
         plots.plot_trajectories(
-            problem, paths, staging.path(f"{problem.name}_trajectories.gif"), animate=True
+            problem, paths, staging.path(f"{stem}_trajectories.gif"), animate=True, **extra
         )
 
 
@@ -488,9 +717,12 @@ def _compare_report(result, lrs, args, diagnose, format_findings) -> None:
         body.append(cells)
     seeds = f"{args.seeds} seed{'s' if args.seeds > 1 else ''}"
     _out()
-    _print_table(f"{problem.name} ({problem.description}); {args.steps} steps, {seeds}",
+    _print_table(f"{_label(problem)} ({problem.description}); {args.steps} steps, {seeds}",
                  columns, body)  # fmt: skip
-    _out(f"\ndiagnosis ({problem.name}):")
+    _out(f"\ndiagnosis ({_label(problem)}):")
+    extra = {}
+    if problem.name == "bilinear" and _accepts(diagnose, "gradient_field"):
+        extra["gradient_field"] = True  # its "gradient" is the game's field, not a loss slope
     finals = [r["final_loss_mean"] for r in rows if math.isfinite(r["final_loss_mean"])]
     reference = problem.optimum_value if problem.optimum_value is not None else None
     if reference is None and finals and problem.kind == "task":
@@ -502,7 +734,8 @@ def _compare_report(result, lrs, args, diagnose, format_findings) -> None:
             run = {k: v[s] for k, v in h.items() if k in _PER_SEED and np.ndim(v) == 2}
             run["val_steps"] = h["val_steps"]
             mode = "max" if problem.higher_is_better else "min"
-            for f in diagnose(run, lr=lrs[name], reference_loss=reference, val_mode=mode):
+            for f in diagnose(run, lr=lrs[name], reference_loss=reference, val_mode=mode,
+                              **extra):  # fmt: skip
                 first, count = found.get(f.trap, (f, 0))
                 found[f.trap] = (first, count + 1)
         text = format_findings([f for f, _ in found.values()])
@@ -543,7 +776,7 @@ def _sweep_factory(spec, grid: dict[str, list[float]], lr: float | None):
 def _cmd_sweep(args) -> int:
     (name,) = _optimizer_specs([args.optimizer]).keys()
     spec = _optimizer_specs([args.optimizer])[name]
-    (problem,) = _problems([args.problem])
+    problem = _one_problem(args.problem, args.command)
     try:
         grid = parse_grid(args.grid or ["learning_rate=1e-4:1e-1:8:log"])
     except ValueError as e:
@@ -560,11 +793,12 @@ def _cmd_sweep(args) -> int:
     from jaxopt_edu.lab.sweep import sweep
 
     points = int(np.prod([len(v) for v in grid.values()]))
-    with _output(args) as staging:
+    names = ["sweep.png", "sweep_results.json", "sweep_results.csv"]
+    with _output(args, names) as staging:
         draw = _plots_available(staging)
         with _Progress(1 + draw, args.quiet) as progress:
             with progress.step(
-                f"sweep {name} on {problem.name}: {points} points x {args.steps} steps"
+                f"sweep {name} on {_label(problem)}: {points} points x {args.steps} steps"
             ):
                 result = sweep(factory, grid, problem, args.steps, args.seed)
             if draw:
@@ -574,7 +808,7 @@ def _cmd_sweep(args) -> int:
         columns = list(rows[0])
         shown = rows[: args.top]
         _out()
-        _print_table(f"sweep of {name} on {problem.name}: {points} points, {args.steps} steps, "
+        _print_table(f"sweep of {name} on {_label(problem)}: {points} points, {args.steps} steps, "
                      f"{result.wall_time:.1f} s (best {len(shown)} of {points})",
                      columns, [[_g(r[c]) for c in columns] for r in shown])  # fmt: skip
         best = ", ".join(f"{n}={_g(result.best[n])}" for n in result.names)
@@ -585,7 +819,9 @@ def _cmd_sweep(args) -> int:
             _out(f"note: the best point is on the edge of the grid in {', '.join(edges)}: "
                  "the optimum may lie outside; widen the grid there.")  # fmt: skip
         if staging is not None:
-            doc = {"command": "sweep", "optimizer": name, "problem": problem.name,
+            files = [*staging.files, "sweep_results.json", "sweep_results.csv"]
+            doc = {"command": "sweep", "files": files, "optimizer": name,
+                   "problem": problem.name, "problem_options": _given_options(problem),
                    "steps": args.steps, "names": result.names, "values": result.values,
                    "final_loss": result.final_loss, "metric": result.metric,
                    "best": result.best, "wall_time": result.wall_time}  # fmt: skip
@@ -596,7 +832,7 @@ def _cmd_sweep(args) -> int:
 
 def _cmd_lr_find(args) -> int:
     spec = next(iter(_optimizer_specs([args.optimizer]).values()))
-    (problem,) = _problems([args.problem])
+    problem = _one_problem(args.problem, args.command)
     if args.steps < 3:
         raise UsageError(f"--steps must be at least 3 for a range test, got {args.steps}.")
     if args.max_lr <= args.min_lr:
@@ -606,10 +842,11 @@ def _cmd_lr_find(args) -> int:
     from jaxopt_edu.lab import plots
     from jaxopt_edu.lab.lr_find import lr_find
 
-    with _output(args) as staging:
+    names = ["lr_find.png", "lr_find_results.json", "lr_find_results.csv"]
+    with _output(args, names) as staging:
         draw = _plots_available(staging)
         with _Progress(1 + draw, args.quiet) as progress:
-            with progress.step(f"lr-find {spec.name} on {problem.name}: {args.steps} steps"):
+            with progress.step(f"lr-find {spec.name} on {_label(problem)}: {args.steps} steps"):
                 result = lr_find(
                     spec.build, problem, args.min_lr, args.max_lr, args.steps, args.seed
                 )
@@ -620,13 +857,15 @@ def _cmd_lr_find(args) -> int:
         smoothed = np.asarray(result.smoothed)
         picks = np.unique(np.linspace(0, len(lrs) - 1, min(len(lrs), 12)).astype(int))
         _out()
-        _print_table(f"lr-find: {spec.name} on {problem.name}, {args.steps} steps",
+        _print_table(f"lr-find: {spec.name} on {_label(problem)}, {args.steps} steps",
                      ["learning rate", "loss", "smoothed"],
                      [[_g(lrs[i]), _g(losses[i]), _g(smoothed[i])] for i in picks])  # fmt: skip
         _out(f"\nsuggested learning rate: {_g(result.suggestion)} "
              f"(default for {spec.name}: {_g(spec.learning_rate)})")  # fmt: skip
         if staging is not None:
-            doc = {"command": "lr-find", "optimizer": spec.name, "problem": problem.name,
+            files = [*staging.files, "lr_find_results.json", "lr_find_results.csv"]
+            doc = {"command": "lr-find", "files": files, "optimizer": spec.name,
+                   "problem": problem.name, "problem_options": _given_options(problem),
                    "lrs": lrs, "losses": losses, "smoothed": smoothed,
                    "suggestion": result.suggestion}  # fmt: skip
             _write_json(staging.path("lr_find_results.json"), doc)
@@ -659,8 +898,14 @@ def _public(kind: str) -> dict[str, Any]:
 def _cmd_problems(args) -> int:
     from jaxopt_edu.lab.problems import list_problems
 
-    rows = [[n, d] for n, d in list_problems().items()]
-    _print_table("problems (jaxopt-edu compare --problem NAME)", ["name", "description"], rows)
+    rows = []
+    for n, d in list_problems().items():
+        params = _problem_options(n).values()
+        opts = ", ".join(f"{p.name}={p.default!r}" if p.default is not p.empty else p.name
+                         for p in params) or "-"  # fmt: skip
+        rows.append([n, d, opts])
+    _print_table("problems (jaxopt-edu compare --problem NAME[:OPTION=VALUE,...])",
+                 ["name", "description", "options (defaults)"], rows, wrap_last=True)  # fmt: skip
     return 0
 
 
@@ -835,7 +1080,9 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="several optimizers on one or more problems",
                        description="Train each optimizer on each problem (all seeds in one "
-                       "compiled program); print a table and the diagnosis; plot.")  # fmt: skip
+                       "compiled program); print a table and the diagnosis; plot.",
+                       epilog=PROBLEM_HELP + OUT_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     c.add_argument(
         "--optimizers",
         action="append",
@@ -846,8 +1093,9 @@ def _parser() -> argparse.ArgumentParser:
         "--problem",
         "--problems",
         action="append",
-        metavar="NAME",
-        help=f"problem name, repeatable or a comma list (default {MAIN_PROBLEMS})",
+        metavar="NAME[:OPT=VAL,...]",
+        help=f"problem with options, repeatable or a comma list (default {MAIN_PROBLEMS}); "
+        "see the problem syntax below",
     )
     c.add_argument("--seeds", type=_positive_int, default=1, help="seeds per optimizer (default 1)")
     c.add_argument("--eval-every", type=_positive_int, default=10,
@@ -860,11 +1108,13 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sweep", help="one optimizer over a grid of hyperparameters",
                        description="Train one optimizer at every point of a grid, all points "
                        "in one compiled program; print the best and draw a heat map.",
-                       epilog=GRID_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+                       epilog=GRID_HELP + "\n" + PROBLEM_HELP + OUT_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     s.add_argument("--optimizer", default="adam", help="optimizer name (default adam)")
     s.add_argument("--grid", action="append", metavar="SPEC", help="see the grid syntax below "
                    "(default learning_rate=1e-4:1e-1:8:log)")  # fmt: skip
-    s.add_argument("--problem", default="spirals", help="problem name (default spirals)")
+    s.add_argument("--problem", default="spirals", metavar="NAME[:OPT=VAL,...]",
+                   help="one problem, with options (default spirals)")  # fmt: skip
     s.add_argument("--seed", type=_nonneg_int, default=0, help="which start (default 0)")
     s.add_argument("--top", type=_positive_int, default=10, help="rows to print (default 10)")
     run_options(s, 300, DEFAULT_OUT)
@@ -872,9 +1122,12 @@ def _parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("lr-find", help="learning-rate range test (Smith 2017)",
                        description="Raise the learning rate exponentially from --min-lr to "
-                       "--max-lr over --steps steps and suggest one.")  # fmt: skip
+                       "--max-lr over --steps steps and suggest one.",
+                       epilog=PROBLEM_HELP + OUT_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     f.add_argument("--optimizer", default="adam", help="optimizer name (default adam)")
-    f.add_argument("--problem", default="spirals", help="problem name (default spirals)")
+    f.add_argument("--problem", default="spirals", metavar="NAME[:OPT=VAL,...]",
+                   help="one problem, with options (default spirals)")  # fmt: skip
     f.add_argument("--min-lr", type=_positive_float, default=1e-6, help="(default 1e-6)")
     f.add_argument("--max-lr", type=_positive_float, default=10.0, help="(default 10)")
     f.add_argument("--seed", type=_nonneg_int, default=0, help="which start (default 0)")

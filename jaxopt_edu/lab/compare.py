@@ -1,9 +1,11 @@
 """Run several optimizers on one problem over several seeds, and record how they behave.
 
-Each optimizer runs all its seeds in one compiled program: `jax.vmap` over seeds
-around a `lax.scan` over steps. Per step it records the loss, the gradient norm, the
-update norm, the update/parameter ratio and the learning rate in use; every
-`eval_every` steps, the validation metric.
+Optimizers that share a structure (the same factory, hyperparameters differing only
+in value: `adam(1e-3)` and `adam(1e-2)`) run in one compiled program: `jax.vmap` over
+optimizers and seeds around a `lax.scan` over steps; the others get a program each.
+Per step it records the loss, the gradient norm, the update norm, the
+update/parameter ratio and the learning rate in use; every `eval_every` steps and
+after the last step, the validation metric.
 """
 
 from __future__ import annotations
@@ -154,12 +156,16 @@ def _ratio(num: jax.Array, den: jax.Array) -> jax.Array:
 
 def make_runner(
     tx: jo.GradientTransformation, problem: Problem, steps: int, eval_every: int
-) -> Callable[[jax.Array, jax.Array], tuple[Any, dict[str, jax.Array]]]:
-    """`run(params, key) -> (final_params, history)` for one seed (vmap it over seeds).
+) -> Callable[..., tuple[Any, dict[str, jax.Array]]]:
+    """`run(params, key, state=None) -> (final_params, history)` for one seed.
 
-    `params` is the seed's start, `key` drives dropout. The scan runs
-    `steps // eval_every` blocks of `eval_every` steps with the validation metric
-    after each block, then the remaining steps. `compare` wraps it in `jit(vmap(.))`.
+    `params` is the seed's start, `key` drives dropout, `state` the optimizer state
+    to start from (default `tx.init(params)`; `compare` passes each member's own
+    initial state, so one `tx.update` serves optimizers whose hyperparameters differ
+    only in value). The scan runs `steps // eval_every` blocks of `eval_every` steps
+    with the validation metric after each block, then the remaining steps and, when
+    there are some, one more validation measurement. `compare` wraps it in
+    `jit(vmap(vmap(.)))` (members x seeds).
 
     PyTorch: none (a training loop). Pitfall: a learning rate is recorded only when
     the state holds exactly one `learning_rate` (NaN otherwise).
@@ -196,8 +202,8 @@ def make_runner(
             return jnp.full([], jnp.nan, jnp.float32)
         return problem.val_metric(params).astype(jnp.float32)
 
-    def run(params, k_run):
-        carry = (params, tx.init(params), k_run)
+    def run(params, k_run, state=None):
+        carry = (params, tx.init(params) if state is None else state, k_run)
         n_blocks, rest = divmod(steps, eval_every)
 
         def outer(carry, b):
@@ -209,6 +215,7 @@ def make_runner(
         if rest:
             carry, tail = block(carry, n_blocks * eval_every, rest)
             hist = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), hist, tail)
+            vals = jnp.concatenate([vals, val(carry[0])[None]])  # the final step too
         hist["val_metric"] = vals
         if trajectory:
             p0 = params.astype(jnp.float32)[None, :]
@@ -216,6 +223,97 @@ def make_runner(
         return carry[0], hist
 
     return run
+
+
+def val_steps(steps: int, eval_every: int) -> np.ndarray:
+    """The steps after which `compare` measures the validation metric.
+
+    Every `eval_every` steps, and after the last step when `steps` is not a multiple
+    of `eval_every`: `val_steps(25, 10)` is `[10, 20, 25]`.
+    """
+    out = list(range(eval_every, steps + 1, eval_every))
+    if steps % eval_every:
+        out.append(steps)
+    return np.asarray(out, dtype=np.int64)
+
+
+def _signature(tx: jo.GradientTransformation, params: Any) -> tuple[Any, list[Any]] | None:
+    """The tree structure and avals of `tx.init(params)`, or None when it cannot say."""
+    try:
+        leaves, treedef = jax.tree.flatten(jax.eval_shape(tx.init, params))
+    except Exception:  # an init that cannot be traced abstractly gets its own program
+        return None
+    avals = [
+        (tuple(x.shape), np.dtype(x.dtype), bool(getattr(x, "weak_type", False))) for x in leaves
+    ]
+    return treedef, avals
+
+
+def _same_bits(a: Any, b: Any) -> bool:
+    la, ta = jax.tree.flatten(a)
+    lb, tb = jax.tree.flatten(b)
+    if ta != tb or len(la) != len(lb):
+        return False
+    for x, y in zip(la, lb, strict=True):
+        x, y = np.asarray(x), np.asarray(y)
+        if x.shape != y.shape or x.dtype != y.dtype:
+            return False
+        if not np.array_equal(x, y, equal_nan=np.issubdtype(x.dtype, np.inexact)):
+            return False
+    return True
+
+
+def _behaves_like(
+    leader: jo.GradientTransformation,
+    member: jo.GradientTransformation,
+    problem: Problem,
+    params: Any,
+    key: jax.Array,
+    n_steps: int = 2,
+) -> bool:
+    """Whether `leader.update` on `member`'s state reproduces `member.update` exactly.
+
+    Runs `n_steps` real steps of `problem` from `params` both ways and compares the
+    updates, the new states and the new params bit for bit: closures cannot be
+    compared, so this is how `compare` checks that two optimizers differ only in
+    the hyperparameter values their states hold.
+    """
+    try:
+        grad = jax.grad(problem.loss)
+        pa = pb = params
+        sa = sb = member.init(params)
+        for t in range(n_steps):
+            k = jax.random.fold_in(key, t)
+            ua, sa = member.update(grad(pa, k), sa, pa)
+            ub, sb = leader.update(grad(pb, k), sb, pb)
+            if not (_same_bits(ua, ub) and _same_bits(sa, sb)):
+                return False
+            pa, pb = jo.apply_updates(pa, ua), jo.apply_updates(pb, ub)
+        return _same_bits(pa, pb)
+    except Exception:  # the leader cannot run the member's state: not the same optimizer
+        return False
+
+
+def _group(
+    txs: Mapping[str, jo.GradientTransformation], problem: Problem, params: Any, key: jax.Array
+) -> list[list[str]]:
+    """Partition `txs` into groups that one compiled program can run (see `compare`)."""
+    groups: list[tuple[Any, list[str]]] = []
+    for name, tx in txs.items():
+        sig = _signature(tx, params)
+        for gsig, members in groups:
+            if (
+                sig is not None
+                and gsig is not None
+                and gsig[0] == sig[0]
+                and gsig[1] == sig[1]
+                and _behaves_like(txs[members[0]], tx, problem, params, key)
+            ):
+                members.append(name)
+                break
+        else:
+            groups.append((sig, [name]))
+    return [members for _, members in groups]
 
 
 def compare(
@@ -230,14 +328,23 @@ def compare(
 
     For seed $s$ the start is `problem.initial_params(fold_in(key, s), s)` (the
     standard start of a test function for seed 0), the same for every optimizer;
-    step $t$ uses the key `fold_in(., t)` for dropout. Each optimizer is one compiled
-    program (`jit(vmap(scan))`), and `wall_time[name]` includes its compilation.
+    step $t$ uses the key `fold_in(., t)` for dropout.
+
+    Programs: optimizers whose initial states have the same tree structure and the
+    same shapes and dtypes, and for which the first one's `update`, fed another's
+    state, reproduces that one's first steps bit for bit (the same factory with
+    hyperparameters that differ only in value, as they live in the state), share
+    one compiled program, `jit(vmap(vmap(scan)))` over members x seeds; the others
+    get one each. `result.groups` lists the groups, `result.programs` counts them,
+    `result.group_compile_time` times their compilations; `wall_time[name]` and
+    `compile_time[name]` are those of the member's program (shared by its group).
 
     Recorded per step, shape `(seeds, steps)`: `loss` $L(\\theta_t)$ (before the
     update), `grad_norm` $\\|g_t\\|$, `update_norm` $\\|u_t\\|$, `update_ratio`
     $\\|u_t\\| / \\|\\theta_t\\|$, `learning_rate` (`jo.tree.get(state, "learning_rate")`
-    when the state has exactly one, else NaN); every `eval_every` steps `val_metric`
-    `(seeds, steps // eval_every)` after steps `val_steps`. Test functions of at most
+    when the state has exactly one, else NaN); `val_metric`, `(seeds, len(val_steps))`,
+    measured after the steps in `val_steps`: every `eval_every` steps and after the
+    last step (`steps=25, eval_every=10` measures after 10, 20 and 25). Test functions of at most
     3 dimensions also record `trajectory`, `(seeds, steps + 1, dim)`, the start first.
 
     Args:
@@ -273,19 +380,49 @@ def compare(
     # The starts are computed once, outside the optimizers' programs (less to compile).
     starts = jax.jit(jax.vmap(problem.initial_params))(k_init, idx)
 
-    history, params, wall, compile_time = {}, {}, {}, {}
-    for name, tx in txs.items():
+    start0 = jax.tree.map(lambda x: x[0], starts)
+    groups = _group(txs, problem, start0, jax.random.fold_in(k_run[0], 0))
+    measured = val_steps(steps, eval_every)
+
+    history, params, wall, compile_time, group_compile = {}, {}, {}, {}, []
+    for members in groups:
         t0 = time.perf_counter()
-        fn = jax.jit(jax.vmap(make_runner(tx, problem, steps, eval_every)))
-        compiled = fn.lower(starts, k_run).compile()
+        # Each member's own initial states (its hyperparameters, as arrays), stacked.
+        states = [jax.vmap(txs[n].init)(starts) for n in members]
+        state = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+        run = jax.vmap(make_runner(txs[members[0]], problem, steps, eval_every))  # seeds
+        fn = jax.jit(jax.vmap(run, in_axes=(None, None, 0)))  # members
+        compiled = fn.lower(starts, k_run, state).compile()
         t1 = time.perf_counter()
-        final, hist = jax.block_until_ready(compiled(starts, k_run))
+        final, hist = jax.block_until_ready(compiled(starts, k_run, state))
         t2 = time.perf_counter()
-        history[name] = {k: np.asarray(v) for k, v in hist.items()}
-        history[name]["val_steps"] = eval_every * np.arange(1, steps // eval_every + 1)
-        params[name] = final
-        wall[name], compile_time[name] = t2 - t0, t1 - t0
-    return CompareResult(problem, list(txs), history, params, wall, compile_time, steps, seeds)
+        for i, name in enumerate(members):
+            history[name] = {k: np.asarray(v[i]) for k, v in hist.items()}
+            history[name]["val_steps"] = measured.copy()
+            params[name] = jax.tree.map(lambda x, i=i: x[i], final)
+            wall[name], compile_time[name] = t2 - t0, t1 - t0
+        group_compile.append(t1 - t0)
+    return CompareResult(
+        problem, list(txs), history, params, wall, compile_time, steps, seeds,
+        groups, group_compile,
+    )  # fmt: skip
+
+
+def _steps_to_1pct(loss: np.ndarray, reference: float) -> int | float | None:
+    """Median over seeds of the first step with `L_t - L* <= 0.01 (L_0 - L*)` (see `table`)."""
+    if not math.isfinite(reference):
+        return None
+    firsts = []
+    for curve in loss:
+        target = reference + 0.01 * (curve[0] - reference)
+        hit = (
+            np.nonzero(np.isfinite(curve) & (curve <= target))[0] if math.isfinite(curve[0]) else []
+        )
+        firsts.append(float(hit[0]) if len(hit) else math.inf)
+    median = float(np.median(firsts))
+    if not math.isfinite(median):
+        return None
+    return int(median) if median.is_integer() else median
 
 
 def _finite_or_none(x: Any) -> Any:
@@ -315,8 +452,10 @@ class CompareResult:
 
     Fields: `problem`; `names` (optimizer order); `history[name][metric]` (numpy
     arrays, see `compare`); `params[name]` (final params, leading axis = seeds);
-    `wall_time[name]` (seconds, compilation included) and `compile_time[name]`;
-    `steps`, `seeds`.
+    `wall_time[name]` (seconds, compilation included) and `compile_time[name]`, those
+    of the program that ran it; `steps`, `seeds`; `groups` (the optimizers that
+    shared one compiled program) with `group_compile_time[i]`; `programs`, their
+    count.
 
     PyTorch: none. Pitfall: `wall_time` on tiny problems is mostly compilation.
     Reference: Schmidt et al. 2021, https://arxiv.org/abs/2007.01547
@@ -330,34 +469,47 @@ class CompareResult:
     compile_time: dict[str, float] = dataclasses.field(default_factory=dict)
     steps: int = 0
     seeds: int = 0
+    groups: list[list[str]] = dataclasses.field(default_factory=list)
+    group_compile_time: list[float] = dataclasses.field(default_factory=list)
+
+    @property
+    def programs(self) -> int:
+        """How many compiled programs ran the optimizers (one per group)."""
+        return len(self.groups) if self.groups else len(self.names)
 
     def table(self) -> list[dict[str, Any]]:
         """One row per optimizer, in `names` order.
 
         Columns: `optimizer`; `final_loss_mean`, `final_loss_std` (last recorded loss
         over seeds); `best_loss` (lowest finite loss, any step and seed);
-        `final_val` (mean last validation metric, None without one) and `val_metric`
-        (its name); `steps_to_1pct`: the first step where the seed-mean loss has come
-        within 1% of the way from the start to the best loss any optimizer reached
-        ($L_t - L^* \\le 0.01\\,(L_0 - L^*)$; None if never); `diverged`: seeds whose
-        loss went non-finite; `wall_time` (seconds, compile included).
+        `final_val` (mean over seeds of the validation metric after the last step;
+        NaN without one) and `val_metric` (its name); `steps_to_1pct` (below);
+        `diverged`: seeds whose loss went non-finite; `wall_time` (seconds, compile
+        included, of the program that ran it).
+
+        `steps_to_1pct`: for each seed, the first step $t$ (updates applied so far)
+        with $L_t - L^* \\le 0.01\\,(L_0 - L^*)$, where $L_0$ is that seed's own
+        starting loss and $L^*$ the problem's `optimum_value` when known, else the
+        lowest finite loss any optimizer reached on any seed; then the median over
+        seeds (a float when it falls between two steps). A seed that never gets there
+        (its loss dropped by less than 99% of the way, or went non-finite) counts as
+        never; the column is None when the median seed never gets there.
         """
         with np.errstate(invalid="ignore", over="ignore"):  # inf - inf in diverged runs
             return self._table()
 
     def _table(self) -> list[dict[str, Any]]:
         losses = {n: self.history[n]["loss"].astype(np.float64) for n in self.names}
-        finite_min = [np.min(v[np.isfinite(v)]) for v in losses.values() if np.isfinite(v).any()]
-        best_all = min(finite_min) if finite_min else math.nan
+        optimum = getattr(self.problem, "optimum_value", None)
+        if optimum is not None:
+            reference = float(optimum)
+        else:
+            finite = [np.min(v[np.isfinite(v)]) for v in losses.values() if np.isfinite(v).any()]
+            reference = float(min(finite)) if finite else math.nan
         rows = []
         for n in self.names:
             loss = losses[n]
             ok = np.isfinite(loss)
-            count = ok.sum(axis=0)
-            total = np.where(ok, loss, 0.0).sum(axis=0)
-            mean_curve = np.where(count > 0, total / np.maximum(count, 1), np.nan)  # finite seeds
-            target = best_all + 0.01 * (mean_curve[0] - best_all)
-            hit = np.nonzero(mean_curve <= target)[0]
             val = self.history[n]["val_metric"]
             rows.append(
                 {
@@ -367,7 +519,7 @@ class CompareResult:
                     "best_loss": float(np.min(loss[ok])) if ok.any() else math.nan,
                     "final_val": float(np.mean(val[:, -1])) if val.shape[1] else math.nan,
                     "val_metric": self.problem.val_metric_name,
-                    "steps_to_1pct": int(hit[0]) if hit.size else None,
+                    "steps_to_1pct": _steps_to_1pct(loss, reference),
                     "diverged": int(np.sum(~ok.all(axis=1))),
                     "wall_time": float(self.wall_time[n]),
                 }
@@ -401,6 +553,8 @@ class CompareResult:
             "table": [{k: _finite_or_none(v) for k, v in r.items()} for r in self.table()],
             "wall_time": self.wall_time,
             "compile_time": self.compile_time,
+            "groups": self.groups,
+            "group_compile_time": self.group_compile_time,
             "history": _nan_to_none(hist),
         }
         _atomic_write(path, lambda f: json.dump(doc, f, allow_nan=False))

@@ -8,7 +8,8 @@ Two halves, one per moment of a run:
   `monitor_values(state)`;
 * after the run, `diagnose(history)` reads the per-step record of those numbers
   and names the course's traps it shows (divergence, plateau, premature
-  convergence, vanishing updates, oscillation, overfitting), each as a `Finding`
+  convergence, vanishing updates, oscillation, overfitting, a diverging game),
+  each as a `Finding`
   with the evidence and a concrete fix; `format_findings` prints them.
 
     opt = monitor(jo.adam(1e-3), clip_norm=1.0)
@@ -236,7 +237,7 @@ class Finding:
     """One trap `diagnose` found in a run.
 
     Fields: `trap` (its name: "divergence", "plateau", "premature_convergence",
-    "vanishing_updates", "oscillation" or "overfitting"), `severity` ("critical":
+    "vanishing_updates", "oscillation", "overfitting" or "diverging_game"), `severity` ("critical":
     the run is unusable; "warning": it works but wastes steps or ends worse than it
     could), `evidence` (the numbers that triggered it), `fix` (what to change, with
     values when the learning rate is known) and `step` (where the trap starts, an
@@ -484,7 +485,64 @@ def _plateau(run, stall, grad_frac, reference, premature_rtol) -> Finding | None
     return None
 
 
-def _vanishing(run: _Run, threshold: float, frac: float, min_steps: int) -> Finding | None:
+def _vanishing(
+    run: _Run,
+    threshold: float,
+    frac: float,
+    loss_rtol: float,
+    grad_frac: float,
+    reference: float | None,
+    n_params: int | None,
+    eps_frac: float,
+    min_steps: int,
+) -> Finding | None:
+    eps_text, eps_ev = "", ""
+    if n_params is not None and run.upd is not None and run.grad is not None and run.lr:
+        # Adam-like steps have |m/sqrt(v)| ~ 1 per coordinate: ||u|| ~ lr sqrt(n). Far
+        # below that, and not a plain gradient step (||u|| = lr ||g||), eps dominates.
+        q = slice(0, max(min_steps, run.n // 4))
+        u, g, lr_t = run.upd[q], run.grad[q], run.lr_steps[q]
+        g_used = run.clipped[q] if run.clipped is not None else g
+        fin = np.isfinite(u) & np.isfinite(g_used) & np.isfinite(lr_t)
+        plain = np.abs(u - lr_t * g_used) <= 1e-2 * u
+        if fin.sum() >= min_steps and plain[fin].mean() < 0.5:
+            adam_norm = run.lr * math.sqrt(n_params)
+            u_med = float(np.median(u[fin]))
+            if u_med < eps_frac * adam_norm:
+                eps_ev = (
+                    f"the update norm (median {_g(u_med)} over the first {int(fin.sum())} "
+                    f"steps) is {_g(u_med / adam_norm)} of lr*sqrt(n_params) = "
+                    f"{_g(adam_norm)}, the size of an Adam-like step (threshold "
+                    f"{_g(eps_frac)}), and the steps are not plain gradient steps"
+                )
+                eps_text = (
+                    " The steps are far smaller than an Adam-like step of this learning "
+                    "rate: if the optimizer is adaptive, eps dominates sqrt(v) + eps; lower "
+                    "it (e.g. eps=1e-8) before touching the learning rate."
+                )
+    vanish = _vanishing_ratio(run, threshold, frac, loss_rtol, grad_frac, reference, min_steps)
+    if vanish is None and not eps_ev:
+        return None
+    evidence, med, step = vanish if vanish is not None else ("", None, 0)
+    evidence = "; ".join(e for e in (evidence, eps_ev) if e)
+    evidence += "."
+    target = ""
+    if run.lr is not None and med:
+        target = f"; Karpathy's 1e-3 rule suggests ~{_g(run.lr * 1e-3 / med)}"
+    fix = (
+        f"The optimizer barely moves the weights although the gradient is there: raise the "
+        f"learning rate 10-100x{_lr_range(run.lr, 10, 100)}{target} (a learning-rate range "
+        "test, the lab's lr_find, finds the edge). With an adaptive method (adam, rmsprop, "
+        "adagrad), a large eps, or tiny gradients against the default one, dominates "
+        "sqrt(v) + eps in the denominator: lower eps or rescale the loss."
+    )
+    if eps_text:  # the likelier cause first
+        fix = eps_text.strip() + " Otherwise: " + fix[0].lower() + fix[1:]
+    return Finding("vanishing_updates", "warning", evidence, fix, step)
+
+
+def _vanishing_ratio(run, threshold, frac, loss_rtol, grad_frac, reference, min_steps):
+    """(evidence, median ratio, first small step) when the ratio test fires, else None."""
     if run.ratio is None:
         return None
     r = run.ratio
@@ -498,25 +556,68 @@ def _vanishing(run: _Run, threshold: float, frac: float, min_steps: int) -> Find
     share = float(np.mean(small))
     if share < frac:
         return None
+    # Small steps alone are no trap: a converged run takes them too. Require that
+    # the loss barely improved while the gradient is still there to follow.
+    loss = run.loss
+    fin = loss[np.isfinite(loss)]
+    l0 = float(loss[0])
+    if not (np.isfinite(l0) and fin.size):
+        return None
+    scale = abs(l0 - reference) if reference is not None else abs(l0)
+    gain = l0 - float(fin.min())
+    rel = gain / scale if scale > 0 else 0.0
+    if rel >= loss_rtol:
+        return None
+    level = "its distance to the reference" if reference is not None else "its start"
     med = float(np.median(r[idx]))
     evidence = (
         f"the update/param ratio ||u||/||theta|| was below {_g(threshold)} on "
         f"{_g(100 * share)}% of {idx.size} steps (threshold {_g(100 * frac)}%); median "
-        f"{_g(med)}, where ~1e-3 is healthy"
+        f"{_g(med)}, where ~1e-3 is healthy; the best loss improved by only "
+        f"{_g(100 * rel)}% of {level} {_g(scale)} (threshold {_g(100 * loss_rtol)}%)"
     )
-    loss = run.loss[idx]
-    if np.isfinite(loss).all() and loss[0] != 0:
-        evidence += f"; the loss moved by {_g(100 * (loss[0] - loss[-1]) / abs(loss[0]))}%"
-    evidence += "."
-    target = ""
-    if run.lr is not None and med > 0:
-        target = f"; Karpathy's 1e-3 rule suggests ~{_g(run.lr * 1e-3 / med)}"
+    if run.grad is not None and run.g0:
+        tail = run.grad[-max(1, run.n // 4) :]
+        tail = tail[np.isfinite(tail)]
+        g_end = float(np.median(tail)) if tail.size else 0.0
+        if not g_end > grad_frac * run.g0:
+            return None  # the gradient shrank: a slow but working descent, or converged
+        evidence += (
+            f", while the gradient norm stayed at {_g(100 * g_end / run.g0)}% of the "
+            f"initial {_g(run.g0)} (threshold {_g(100 * grad_frac)}%)"
+        )
+    return evidence, med, int(idx[np.argmax(small)])
+
+
+def _diverging_game(run: _Run, rise_frac: float, rtol: float, min_steps: int) -> Finding | None:
+    loss = run.loss
+    fin = np.isfinite(loss)
+    ok = fin[:-1] & fin[1:]
+    d = np.diff(loss)[ok]
+    if d.size < min_steps:
+        return None
+    up = float(np.mean(d > 0))
+    last = int(np.flatnonzero(fin)[-1])
+    l0, l1 = float(loss[0]), float(loss[last])
+    if not (up >= rise_frac and np.isfinite(l0) and l1 - l0 > rtol * max(abs(l0), 1e-12)):
+        return None
+    per_step = (l1 / l0) ** (1 / last) if l0 > 0 and l1 > 0 and last > 0 else math.nan
+    evidence = (
+        f"the loss (read as the distance to the equilibrium) rose on {_g(100 * up)}% of "
+        f"{d.size} steps (threshold {_g(100 * rise_frac)}%), from {_g(l0)} at step 0 to "
+        f"{_g(l1)} at step {last} (x{_g(per_step)} per step; threshold +{_g(100 * rtol)}%): "
+        "the iterate spirals away from the equilibrium of a rotational gradient field."
+    )
     fix = (
-        f"Raise the learning rate 10-100x{_lr_range(run.lr, 10, 100)}{target}. With an "
-        "adaptive method (adam, rmsprop, adagrad) and tiny gradients, eps can dominate "
-        "sqrt(v) + eps in the denominator: lower eps (1e-8 -> 1e-10) or rescale the loss."
+        "Simultaneous gradient descent-ascent rotates around the equilibrium and spirals "
+        "out at any learning rate (a smaller one only slows the spiral). Use an "
+        "extragradient step (step from theta with the field at the look-ahead "
+        "theta - lr*g(theta)), optimistic updates (u = -lr (2 g_t - g_{t-1})), or average "
+        "the iterates (the average converges on bilinear games). Momentum makes it worse "
+        "(it adds to the rotation): turn it off (momentum=0, a small b1)."
     )
-    return Finding("vanishing_updates", "warning", evidence, fix, int(idx[np.argmax(small)]))
+    start = int(np.flatnonzero(ok & (np.diff(loss) > 0))[0])
+    return Finding("diverging_game", "critical", evidence, fix, start)
 
 
 def _oscillation(run, up_frac, alt_frac, efficiency, min_steps, overshoot) -> Finding | None:
@@ -611,8 +712,15 @@ def diagnose(
     plateau_rtol: float = 1e-3,
     plateau_grad_frac: float = 0.05,
     premature_rtol: float = 0.05,
-    vanishing_ratio: float = 1e-6,
+    vanishing_ratio: float = 1e-4,
     vanishing_frac: float = 0.5,
+    vanishing_loss_rtol: float = 0.25,
+    vanishing_grad_frac: float = 0.25,
+    n_params: int | None = None,
+    eps_hint_frac: float = 0.01,
+    gradient_field: bool = False,
+    game_rise_frac: float = 0.6,
+    game_rtol: float = 0.01,
     oscillation_up_frac: float = 0.3,
     oscillation_alt_frac: float = 0.5,
     overshoot_efficiency: float = 0.25,
@@ -648,9 +756,28 @@ def diagnose(
       but its best is more than `premature_rtol` (5%) of the initial gap above
       `reference_loss` (the known minimum of the problem, or the best final loss
       of another optimizer). Needs `reference_loss`.
-    * `vanishing_updates`: $r_t$ below `vanishing_ratio` (1e-6; healthy is ~1e-3)
-      on at least `vanishing_frac` (50%) of the steps that still have a gradient.
-      When it fires it explains the plateau, which is then not reported.
+    * `vanishing_updates`: the optimizer barely moves although the gradient is
+      there (a learning rate far too low, or an adaptive method whose eps dominates
+      its denominator). Ratio test, three conditions together: $r_t$ below
+      `vanishing_ratio` (1e-4; healthy is ~1e-3) on at least `vanishing_frac` (50%)
+      of the steps that still have a gradient; the best loss improved by less than
+      `vanishing_loss_rtol` (25%) of the initial loss (of its distance to
+      `reference_loss` when given); and, with `grad_norm`, the median gradient norm
+      over the last quarter of the run stays above `vanishing_grad_frac` (25%) of
+      the initial one. A converged run (loss fell a lot, gradient shrank) takes
+      small steps too and is not flagged. Needs `update_ratio`.
+      eps test (only with `n_params`, the number of scalar parameters, plus
+      `update_norm`, `grad_norm` and a known learning rate): over the first quarter
+      of the run, the steps are not plain gradient steps ($\\|u_t\\| \\ne
+      \\eta\\|g_t\\|$ on most of them) and the median $\\|u_t\\|$ is below
+      `eps_hint_frac` (0.01) of $\\eta\\sqrt{n}$, the norm of an Adam-like step
+      ($|m/\\sqrt v| \\approx 1$ per coordinate). That is what a large eps does
+      ($u \\approx -\\eta g/\\epsilon$), even when the loss still falls; the finding
+      then says "eps dominates". It cannot see the optimizer: SGD with momentum on
+      tiny gradients looks the same, so read it as a hint. Without `n_params` there
+      is no eps test.
+      When `vanishing_updates` fires it explains the plateau, which is then not
+      reported.
     * `oscillation`: the loss goes up on at least `oscillation_up_frac` (30%) of the
       steps and successive changes alternate sign at least `oscillation_alt_frac`
       (50%) of the time; or, for plain gradient steps ($\\|u_t\\| = \\eta\\|g_t\\|$,
@@ -662,6 +789,15 @@ def diagnose(
     * `overfitting`: `val_metric` ends more than `overfit_rtol` (5%) worse than its
       best while the training loss kept falling since that best; `val_mode` is
       "min" for a validation loss, "max" for an accuracy.
+    * `diverging_game` (only with `gradient_field=True`): the loss rose on at least
+      `game_rise_frac` (60%) of the steps and ends more than `game_rtol` (1%) of
+      its start above it (no 10x needed): descent-ascent spiralling out.
+
+    `gradient_field=True` says the gradient the optimizer follows is not the
+    gradient of the reported loss (a game such as the lab's `bilinear`, where the
+    loss is the distance to the equilibrium). The plateau, premature-convergence
+    and gradient-based overshoot checks assume a potential and are skipped; the
+    loss zig-zag check and the others still run, and `diverging_game` is added.
 
     A step counts as "still moving" while its gradient norm is above
     `stationary_rtol` (1e-4) of the initial one (without `grad_norm`: while the loss
@@ -708,6 +844,8 @@ def diagnose(
             raise ValueError(f"diagnose: `lr` must be a positive number or None, got {raw!r}.")
     if not 0 < tail_frac < 1:
         raise ValueError(f"diagnose: `tail_frac` must be in (0, 1), got {tail_frac!r}.")
+    if n_params is not None and not (isinstance(n_params, int | np.integer) and n_params > 0):
+        raise ValueError(f"diagnose: `n_params` must be a positive int or None, got {n_params!r}.")
     if divergence_factor <= 1:
         raise ValueError(f"diagnose: `divergence_factor` must be > 1, got {divergence_factor!r}.")
     # inf/NaN are evidence here, not errors: let numpy compute with them quietly.
@@ -716,21 +854,33 @@ def diagnose(
         div, stop = _divergence(run, divergence_factor)
         run.cut(stop)
         whole = stop == run.n  # no unrecovered divergence
-        vanish = _vanishing(run, vanishing_ratio, vanishing_frac, min_steps)
+        vanish = _vanishing(
+            run,
+            vanishing_ratio,
+            vanishing_frac,
+            vanishing_loss_rtol,
+            vanishing_grad_frac,
+            reference_loss,
+            n_params,
+            eps_hint_frac,
+            min_steps,
+        )
         osc = _oscillation(
             run,
             oscillation_up_frac,
             oscillation_alt_frac,
             overshoot_efficiency,
             min_steps,
-            overshoot=whole and vanish is None,
+            overshoot=whole and vanish is None and not gradient_field,
         )
-        plat = None
-        if whole and vanish is None:  # vanishing updates explain a flat loss better
+        plat = game = None
+        if whole and vanish is None and not gradient_field:  # vanishing explains a flat loss
             stall = _stalled(run, tail_frac, plateau_rtol, reference_loss)
             plat = _plateau(run, stall, plateau_grad_frac, reference_loss, premature_rtol)
+        if gradient_field:
+            game = _diverging_game(run, game_rise_frac, game_rtol, min_steps)
         over = _overfitting(run, overfit_rtol, val_mode, stop)
-    findings = [f for f in (div, vanish, osc, plat, over) if f is not None]
+    findings = [f for f in (div, game, vanish, osc, plat, over) if f is not None]
     order = {"critical": 0, "warning": 1}
     return sorted(findings, key=lambda f: (order[f.severity], f.step if f.step is not None else 0))
 

@@ -274,3 +274,211 @@ def test_python_dash_m_runs_the_command_line():
     assert bad.returncode == 2 and "positive integer" in bad.stderr
     ok = run("--help")
     assert ok.returncode == 0 and "compare" in ok.stdout and "lr-find" in ok.stdout
+
+
+# ------------------------------------------------------------------ problem options
+
+
+def test_problem_specs_split_on_commas_before_a_name_and_read_numbers():
+    specs = cli._parse_problem_specs(
+        ["rosenbrock,spirals:dropout=0.1,l2=1e-4,hidden=8,beale", "rastrigin:dim=1e1"], ""
+    )
+    assert [(n, o) for n, o, _ in specs] == [
+        ("rosenbrock", {}),
+        ("spirals", {"dropout": 0.1, "l2": 1e-4, "hidden": 8}),
+        ("beale", {}),
+        ("rastrigin", {"dim": 10}),
+    ]
+    assert type(specs[1][1]["hidden"]) is int and type(specs[3][1]["dim"]) is int
+    assert specs[1][2] == "spirals:dropout=0.1,l2=1e-4,hidden=8"
+    # a float option stays a float even when integral; a repeated --problem is the same
+    (spec,) = cli._parse_problem_specs(["ill_conditioned_quadratic:dim=3,condition_number=1000"],
+                                       "")  # fmt: skip
+    assert spec[1] == {"dim": 3, "condition_number": 1000.0}
+    assert type(spec[1]["condition_number"]) is float
+
+
+def test_compare_with_problem_options_comma_and_repeated(capsys, tmp_path):
+    argv = ["compare", "--optimizers", "sgd", "--problem", "rastrigin:dim=3,beale",
+            "--problem", "ill_conditioned_quadratic:dim=4,condition_number=10", "--steps", "4",
+            "--out", str(tmp_path / "o"), "-q"]  # fmt: skip
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "rastrigin(dim=3)" in out and "diagnosis (beale)" in out
+    assert "ill_conditioned_quadratic(dim=4, condition_number=10.0)" in out
+    doc = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert [r["problem"] for r in doc["results"]] == [
+        "rastrigin", "beale", "ill_conditioned_quadratic"]  # fmt: skip
+    assert doc["results"][0]["problem_options"] == {"dim": 3}
+    names = {p.name for p in (tmp_path / "o").iterdir()}
+    assert "rastrigin_dim3_losses.png" in names and "beale_trajectories.png" in names
+    assert sorted(doc["files"]) == sorted(names)
+
+
+def test_sweep_and_lr_find_take_problem_options(capsys, tmp_path):
+    argv = ["sweep", "--grid", "learning_rate=1e-2,1e-1", "--problem",
+            "spirals:dropout=0.1,l2=1e-4,hidden=4", "--steps", "3", "--no-out", "-q"]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "spirals(dropout=0.1, l2=0.0001, hidden=4)" in capsys.readouterr().out
+    argv = ["lr-find", "--problem", "rastrigin:dim=3", "--steps", "5",
+            "--out", str(tmp_path / "f"), "-q"]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "rastrigin(dim=3)" in capsys.readouterr().out
+    doc = json.loads((tmp_path / "f" / "lr_find_results.json").read_text())
+    assert doc["problem_options"] == {"dim": 3}
+    assert sorted(doc["files"]) == ["lr_find.png", "lr_find_results.csv", "lr_find_results.json"]
+
+
+BAD_PROBLEMS = [
+    (["compare", "--problem", "rastrigin:depth=3"], ["unknown option `depth`", "dim"]),
+    (["compare", "--problem", "spirals:dropout=1.5"], ["`dropout` must be in [0, 1)"]),
+    (["compare", "--problem", "rastrigin:dim=2.5"], ["`dim` must be an integer"]),
+    (["compare", "--problem", "spirals:dropout=lots"], ["cannot read 'lots'", "dropout"]),
+    (["compare", "--problem", "dim=3"], ["before any problem name"]),
+    (["compare", "--problem", "beale:a=1"], ["unknown option `a`", "no options"]),
+    (["compare", "--problem", "spirals:l2"], ["OPTION=VALUE"]),
+    (["sweep", "--problem", "rastrigin:dim=0"], ["`dim` must be an integer >= 1"]),
+    (["sweep", "--problem", "beale,rosenbrock"], ["sweep runs one problem"]),
+    (["lr-find", "--problem", "spirals:hidden=0"], ["`hidden` must be an integer >= 1"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv, messages", BAD_PROBLEMS, ids=lambda x: " ".join(x)[:40])
+def test_bad_problem_options_exit_2_with_the_valid_ones(argv, messages, tmp_path, capsys):
+    assert cli.main([*argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    for m in messages:
+        assert m in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_problems_lists_each_problems_options(capsys):
+    assert cli.main(["problems"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("rastrigin") and "dim=2" in line for line in lines)
+    quad = next(line for line in lines if line.startswith("ill_conditioned_quadratic"))
+    assert "dim=10" in quad and "condition_number=100.0" in quad
+    assert any(line.startswith("spirals") and "dropout=0.0" in line for line in lines)
+
+
+def test_help_documents_the_problem_syntax(capsys):
+    for command in ("compare", "sweep", "lr-find"):
+        assert cli.main([command, "--help"]) == 0
+        out = capsys.readouterr().out
+        assert "NAME[:OPTION=VALUE" in out and "repeat --problem" in out
+        assert '"files"' in out
+
+
+# ------------------------------------------------------------------ diagnosis of the game
+
+
+@pytest.mark.parametrize("accepts", [True, False])
+def test_bilinear_is_diagnosed_as_a_gradient_field_when_diagnose_accepts_it(
+    accepts, monkeypatch, capsys
+):
+    from jaxopt_edu.lab import diagnostics
+
+    calls = []
+
+    def fake_with(history, *, lr=None, reference_loss=None, val_mode="min",
+                  gradient_field=False):  # fmt: skip
+        calls.append(gradient_field)
+        return []
+
+    def fake_without(history, *, lr=None, reference_loss=None, val_mode="min"):
+        calls.append(None)
+        return []
+
+    monkeypatch.setattr(diagnostics, "diagnose", fake_with if accepts else fake_without)
+    monkeypatch.setattr(diagnostics, "format_findings", lambda found: "no trap found")
+    argv = ["compare", "--optimizers", "sgd", "--problem", "bilinear,beale", "--steps", "4",
+            "--no-out", "-q"]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert calls == ([True, False] if accepts else [None, None])
+
+
+# ------------------------------------------------------------------ the --out folder
+
+
+def test_a_directory_where_a_file_goes_exits_2_before_running(tmp_path, capsys, monkeypatch):
+    import importlib
+
+    def never(*args, **kwargs):
+        raise AssertionError("ran")
+
+    monkeypatch.setattr(importlib.import_module("jaxopt_edu.lab.compare"), "compare", never)
+    out = tmp_path / "o2"
+    (out / "results.json").mkdir(parents=True)
+    (out / "mine.txt").write_text("mine")
+    argv = ["compare", "--optimizers", "sgd", "--problem", "beale", "--out", str(out)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "results.json is a directory" in err and "Nothing was written" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o2"]
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt", "results.json"]
+
+
+def test_a_failing_move_restores_the_folder(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "results.csv").write_text("old")
+    real = os.replace
+    moved = []
+
+    def flaky(src, dst):
+        if Path(dst).name == "results.json" and Path(dst).parent == out:
+            raise OSError(28, "No space left on device")
+        moved.append(Path(dst).name)
+        return real(src, dst)
+
+    monkeypatch.setattr(cli.os, "replace", flaky)
+    argv = ["compare", "--optimizers", "sgd", "--problem", "beale", "--steps", "3",
+            "--out", str(out), "-q"]  # fmt: skip
+    with pytest.raises(OSError, match="No space"):
+        cli.main(argv)
+    assert "beale_losses.png" in moved  # some files had been moved before the failure
+    assert sorted(p.name for p in out.iterdir()) == ["results.csv"]
+    assert (out / "results.csv").read_text() == "old"
+    assert leftovers(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["o"]
+
+
+def test_results_list_exactly_this_runs_files(tmp_path, capsys):
+    out = tmp_path / "o"
+    argv = ["compare", "--optimizers", "sgd", "--problem", "beale", "--steps", "3",
+            "--out", str(out), "-q"]  # fmt: skip
+    assert cli.main([*argv, "--gif"]) == 0
+    assert (out / "beale_trajectories.gif").exists()
+    assert cli.main(argv) == 0  # again, without --gif
+    doc = json.loads((out / "results.json").read_text())
+    assert sorted(doc["files"]) == ["beale_losses.png", "beale_trajectories.png",
+                                    "results.csv", "results.json"]  # fmt: skip
+    assert (out / "beale_trajectories.gif").exists()  # an earlier run's file is kept
+    assert leftovers(tmp_path) == []
+
+
+# ------------------------------------------------------------------ seeds and the trajectory plot
+
+
+def test_several_seeds_say_the_trajectory_plot_shows_seed_0(tmp_path, capsys, monkeypatch):
+    from jaxopt_edu.lab import plots
+
+    argv = ["compare", "--optimizers", "sgd", "--problem", "beale", "--steps", "3",
+            "--seeds", "2", "--out", str(tmp_path / "a"), "-q"]  # fmt: skip
+    if "title" in inspect.signature(plots.plot_trajectories).parameters:
+        titles = []
+        real = plots.plot_trajectories
+
+        def spy(*args, **kwargs):
+            titles.append(kwargs.get("title"))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(plots, "plot_trajectories", spy)
+        assert cli.main(argv) == 0
+        assert titles and "seed 0 of 2" in titles[0]
+    else:
+        assert cli.main(argv) == 0
+        assert "beale_trajectories.png shows seed 0 of 2" in capsys.readouterr().out
+    argv[argv.index("--seeds") + 1] = "1"
+    argv[argv.index("--out") + 1] = str(tmp_path / "b")
+    assert cli.main(argv) == 0
+    assert "seed 0" not in capsys.readouterr().out

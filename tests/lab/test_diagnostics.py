@@ -14,6 +14,7 @@ from jaxopt_edu.lab.diagnostics import (
     monitor,
     monitor_values,
 )
+from jaxopt_edu.lab.problems import get_problem
 
 L = 10.0  # largest curvature of the test quadratic: gradient descent is stable iff lr < 2/L
 CURV = jnp.array([L, L / 10])
@@ -36,6 +37,23 @@ def run(opt, steps=100):
 
     _, hist = jax.lax.scan(step, (x0, opt.init(x0)), length=steps)
     return hist
+
+
+def run_problem(name, opt, steps):
+    """Full-batch run of a lab problem from its seed-0 start; returns (history, n_params)."""
+    problem = get_problem(name)
+    key = jax.random.PRNGKey(0)
+    opt = monitor(opt)
+    x0 = problem.initial_params(key, 0)
+
+    def step(carry, _):
+        x, s = carry
+        loss, g = jax.value_and_grad(problem.loss)(x, key)
+        u, s = opt.update(g, s, x)
+        return (jo.apply_updates(x, u), s), {"loss": loss, **monitor_values(s)}
+
+    _, hist = jax.jit(lambda: jax.lax.scan(step, (x0, opt.init(x0)), length=steps))()
+    return hist, sum(int(np.size(leaf)) for leaf in jax.tree.leaves(x0))
 
 
 def traps(findings):
@@ -154,9 +172,72 @@ def test_diagnose_flags_divergence_to_nan():
 
 
 def test_diagnose_flags_vanishing_updates():
-    findings = diagnose(run(jo.sgd(1e-9)))  # r_t = lr * L|x| / |x| ~ 1e-8 < 1e-6
+    findings = diagnose(run(jo.sgd(1e-9)))  # r_t ~ 1e-8 < 1e-4, loss flat, grad intact
     assert "vanishing_updates" in traps(findings)
     check_findings(findings)
+
+
+@pytest.mark.parametrize("opt", [jo.adam(1e-5), jo.sgd(1e-3)], ids=["adam1e-5", "sgd1e-3"])
+def test_diagnose_flags_a_too_low_learning_rate_on_an_mlp(opt):
+    # Reported as "no trap detected" with the old 1e-6 ratio threshold: update/param
+    # ratio ~4e-5 / ~7e-5, loss down only ~9% / ~23% in 500 steps, gradient still there.
+    hist, _ = run_problem("spirals", opt, 500)
+    findings = diagnose(hist)
+    assert traps(findings) == {"vanishing_updates"}
+    assert "learning rate 10-100x" in findings[0].fix
+    check_findings(findings)
+
+
+def test_diagnose_eps_hint_flags_eps_dominated_adam():
+    # eps=10 >> sqrt(v): u ~ -lr g / eps, ~1e-3 of an Adam step lr * sqrt(n).
+    hist, n = run_problem("spirals", jo.adam(0.03, eps=10.0), 500)
+    (f,) = [f for f in diagnose(hist, n_params=n) if f.trap == "vanishing_updates"]
+    assert "lr*sqrt(n_params)" in f.evidence and "eps dominates" in f.fix
+    with pytest.raises(ValueError, match="n_params"):
+        diagnose(hist, n_params=0)
+
+
+@pytest.mark.parametrize("opt", [jo.adam(1e-2), jo.adam(1e-3), jo.sgd(0.05)])
+def test_diagnose_is_silent_on_healthy_mlp_runs(opt):
+    hist, n = run_problem("spirals", opt, 500)
+    assert diagnose(hist) == []
+    assert diagnose(hist, n_params=n) == []  # the eps test spares Adam and SGD steps
+
+
+def test_diagnose_spares_converged_runs_with_small_updates():
+    t = np.arange(200)
+    hist = {
+        "loss": 1e-3 + np.exp(-t / 20.0),  # fell ~100%
+        "grad_norm": np.exp(-t / 20.0),  # and the gradient shrank
+        "update_ratio": np.full(200, 1e-5),
+    }
+    assert diagnose(hist) == []
+    stuck = dict(hist, loss=1.0 - 1e-4 * t, grad_norm=np.ones(200))
+    assert traps(diagnose(stuck)) == {"vanishing_updates"}
+
+
+def test_diagnose_gradient_field_game_spirals_out():
+    hist, _ = run_problem("bilinear", jo.sgd(0.1), 200)  # GDA: distance x(1 + lr^2)/step
+    assert float(hist["loss"][-1]) < 10 * float(hist["loss"][0])  # below the 10x factor
+    # Read as a potential, the rotation looks like a plateau / an overshoot: wrong.
+    assert {"plateau", "oscillation"} & traps(diagnose(hist))
+    findings = diagnose(hist, gradient_field=True)
+    assert traps(findings) == {"diverging_game"}
+    (f,) = findings
+    assert f.severity == "critical"
+    for word in ("extragradient", "optimistic", "average", "Momentum makes it worse"):
+        assert word in f.fix
+    check_findings(findings)
+    slow, _ = run_problem("bilinear", jo.sgd(0.03), 200)  # only ~+20% in 200 steps
+    assert traps(diagnose(slow, gradient_field=True)) == {"diverging_game"}
+
+
+def test_diagnose_gradient_field_with_momentum_and_a_converging_game():
+    hist, _ = run_problem("bilinear", jo.sgd(0.05, momentum=0.9), 200)
+    found = traps(diagnose(hist, gradient_field=True))
+    assert found == {"diverging_game", "divergence"}
+    calm, _ = run_problem("bilinear", jo.adam(0.01), 200)  # loss 1 -> ~0.83, no rise
+    assert diagnose(calm, gradient_field=True) == []
 
 
 def test_diagnose_flags_oscillation_just_below_two_over_L():
