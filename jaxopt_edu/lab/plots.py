@@ -322,6 +322,18 @@ def _center_band(a: np.ndarray, band: str):
     )
 
 
+def _styles(n: int) -> list[dict]:
+    """Distinct colour/line-style pairs: matplotlib's 10 colours repeat after 10 lines."""
+    import matplotlib
+
+    colors = matplotlib.colormaps["tab10" if n <= 10 else "tab20"].colors
+    dashes = ["-", "--", ":", "-."]
+    return [
+        {"color": colors[i % len(colors)], "linestyle": dashes[(i // len(colors)) % 4]}
+        for i in range(n)
+    ]
+
+
 def plot_losses(
     result: Any,
     path: str | Path | None = None,
@@ -374,12 +386,16 @@ def plot_losses(
     )
     ax = axes[0, 0]
     nonpositive = False
-    for name in names:
+    styles = _styles(len(names))
+    starts = []
+    for name, style in zip(names, styles, strict=True):
         loss = _history_array(history[name], "loss") - offset
-        steps = np.arange(1, loss.shape[1] + 1)
+        steps = np.arange(loss.shape[1])  # loss[t] is measured after t updates
         center, low, high = _center_band(loss, band)
         nonpositive |= bool(np.any(np.isfinite(loss) & (loss <= 0)))
-        (line,) = ax.plot(steps, center, lw=1.6, label=name)
+        if np.isfinite(center[0]):
+            starts.append(abs(float(center[0])))
+        (line,) = ax.plot(steps, center, lw=1.6, label=name, **style)
         if loss.shape[0] > 1:
             ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, lw=0)
         bad = ~np.all(np.isfinite(loss), axis=0)
@@ -400,6 +416,10 @@ def plot_losses(
             title += " — symlog: values ≤ 0 present"
         else:
             ax.set_yscale("log")
+    if starts and max(starts) > 0 and ax.get_ylim()[1] > 10.0 * max(starts):
+        # a diverged run would stretch the axis to 1e30 and flatten every other curve
+        ax.set_ylim(top=10.0 * max(starts))
+        title += " — axis capped at 10x the start"
     if problem is not None and getattr(problem, "name", None):
         title = f"{problem.name}: {title}"
     ax.set_title(title, fontsize="medium")
