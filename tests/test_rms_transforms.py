@@ -16,16 +16,6 @@ MOMENTS = ("mu", "nu", "sum_of_squares", "e_g", "e_x")
 REFERENCE = os.path.join(os.path.dirname(__file__), "reference", "torch_trajectories.npz")
 
 
-@pytest.fixture(autouse=True)
-def _strict_promotion():
-    old = (jax.config.jax_numpy_dtype_promotion, jax.config.jax_numpy_rank_promotion)
-    jax.config.update("jax_numpy_dtype_promotion", "strict")
-    jax.config.update("jax_numpy_rank_promotion", "raise")
-    yield
-    jax.config.update("jax_numpy_dtype_promotion", old[0])
-    jax.config.update("jax_numpy_rank_promotion", old[1])
-
-
 @pytest.fixture
 def x64():
     old = jax.config.jax_enable_x64

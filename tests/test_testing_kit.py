@@ -11,32 +11,7 @@ from jaxopt_edu.base import GradientTransformation
 from jaxopt_edu.transforms.adam import scale_by_adam
 from jaxopt_edu.transforms.scaling import scale, scale_by_learning_rate
 
-
-@pytest.fixture(autouse=True, scope="module")
-def strict_promotion():
-    old = (jax.config.jax_numpy_dtype_promotion, jax.config.jax_numpy_rank_promotion)
-    jax.config.update("jax_numpy_dtype_promotion", "strict")
-    jax.config.update("jax_numpy_rank_promotion", "raise")
-    yield
-    jax.config.update("jax_numpy_dtype_promotion", old[0])
-    jax.config.update("jax_numpy_rank_promotion", old[1])
-
-
-def _local_chain(*txs):
-    def init(params):
-        return tuple(t.init(params) for t in txs)
-
-    def update(updates, state, params=None, **extra_args):
-        new_state = []
-        for t, s in zip(txs, state, strict=True):
-            updates, s = t.update(updates, s, params, **extra_args)
-            new_state.append(s)
-        return updates, tuple(new_state)
-
-    return GradientTransformation(init, update)
-
-
-chain = getattr(jaxopt_edu, "chain", _local_chain)
+chain = jaxopt_edu.chain
 
 
 def sign_sgd(learning_rate):  # the module docstring's example
