@@ -109,3 +109,16 @@ def test_state_has_no_python_scalars_and_survives_jit_and_cond():
 
     _, s2 = step(True, state)
     chex.assert_trees_all_equal_shapes_and_dtypes(s2, state)
+
+
+def test_prefix_mask_covers_a_whole_subtree_like_optax():
+    params = {"layers": {"w": jnp.ones(2), "s": jnp.ones(3)}, "b": jnp.ones(2)}
+    grads = jax.tree.map(jnp.zeros_like, params)
+    mask = {"layers": True, "b": False}
+    ours = jo.adamw(0.1, weight_decay=0.5, mask=mask)
+    u, _ = ours.update(grads, ours.init(params), params)
+    with jax.numpy_dtype_promotion("standard"):
+        theirs = optax.adamw(0.1, weight_decay=0.5, mask=mask)
+        v, _ = theirs.update(grads, theirs.init(params), params)
+    chex.assert_trees_all_close(u, v)
+    assert float(u["b"][0]) == 0.0 and float(u["layers"]["w"][0]) < 0

@@ -37,8 +37,17 @@ def _mask_tree(mask: MaskOrFn, params) -> Any:
     if mask is None:
         return jax.tree.map(lambda _: True, params)
     m = mask(params) if callable(mask) else mask
-    tree.check_match(m, params, "mask", "params", shapes=False)
-    return m
+    mdef = jax.tree.structure(m)
+    try:  # a mask may be a prefix of the params (one bool for a whole sub-tree), as in optax
+        subtrees = mdef.flatten_up_to(params)
+    except (ValueError, TypeError):
+        tree.check_match(m, params, "mask", "params", shapes=False)  # raises, naming the path
+        raise
+    full = [
+        jax.tree.map(lambda _, b=b: b, sub)
+        for b, sub in zip(jax.tree.leaves(m), subtrees, strict=True)
+    ]
+    return jax.tree.unflatten(mdef, full)
 
 
 def _regularizer(owner, hyper_items, mask, fn) -> GradientTransformation:
@@ -83,8 +92,9 @@ def add_decayed_weights(
 
     Args:
       weight_decay: $\\lambda \\ge 0$.
-      mask: a tree of booleans like the params (or a function params -> such a
-        tree); False leaves are not decayed (biases, norms' scales).
+      mask: a tree of booleans like the params, or a prefix of it (one boolean for
+        a whole sub-tree), or a function params -> such a tree; False leaves are
+        not decayed (biases, norms' scales).
 
     PyTorch: `weight_decay=` of `torch.optim.SGD`/`Adam` (before the scaling) and of
     `torch.optim.AdamW` (after it, multiplied by the learning rate).
