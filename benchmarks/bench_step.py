@@ -166,45 +166,37 @@ def nbytes(tree):
     return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 
-def bench_ours(chain, shapes, repeats, layout="pytree"):
-    """Ours, with params/grads as the user's pytree or as one flat buffer per dtype."""
+def bench_lib(lib, chain, shapes, repeats, layout="pytree"):
+    """One library's step (`jaxopt_edu` or optax), on the user's pytree or on flat buffers."""
     wrap = flat.ravel if layout == "flat" else (lambda t: t)
     params, grads = wrap(make_arrays(shapes, 0)), wrap(make_arrays(shapes, 1))
-    tx = build(jo, chain)
+    tx = build(lib, chain)
     state = tx.init(params)
     base = nbytes(params) + nbytes(grads) + nbytes(state)
 
     def step(p, g, s):
         u, s = tx.update(g, s, p)
-        return jo.apply_updates(p, u), s
+        return lib.apply_updates(p, u), s
 
-    t, c, peak = time_jax(step, params, grads, state, repeats)
+    # optax itself is not clean under strict promotion; ours must be
+    promotion = "standard" if lib is not jo else jax.config.jax_numpy_dtype_promotion
+    with jax.numpy_dtype_promotion(promotion):
+        t, c, peak = time_jax(step, params, grads, state, repeats)
     return {"step_s": t, "compile_s": c, "peak_bytes": peak, "base_bytes": base}
 
 
 def bench_ours_pytree(chain, shapes, repeats):
-    return bench_ours(chain, shapes, repeats, "pytree")
+    return bench_lib(jo, chain, shapes, repeats, "pytree")
 
 
 def bench_ours_flat(chain, shapes, repeats):
-    return bench_ours(chain, shapes, repeats, "flat")
+    return bench_lib(jo, chain, shapes, repeats, "flat")
 
 
 def bench_optax(chain, shapes, repeats):
     import optax
 
-    params, grads = make_arrays(shapes, 0), make_arrays(shapes, 1)
-    tx = build(optax, chain)
-    state = tx.init(params)
-    base = nbytes(params) + nbytes(grads) + nbytes(state)
-
-    def step(p, g, s):
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s
-
-    with jax.numpy_dtype_promotion("standard"):
-        t, c, peak = time_jax(step, params, grads, state, repeats)
-    return {"step_s": t, "compile_s": c, "peak_bytes": peak, "base_bytes": base}
+    return bench_lib(optax, chain, shapes, repeats)
 
 
 def bench_roofline(chain, shapes, repeats):

@@ -95,6 +95,19 @@ def _concrete_float(x: Any) -> float | None:
     return float(arr)
 
 
+def _check_scalar(owner: str, name: str, value: Any, interval: Interval, where: str) -> None:
+    """A concrete value must be a scalar inside `interval`; a traced one passes unchecked."""
+    try:
+        x = _concrete_float(value)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{owner}: `{name}`{where}: {e}. Pass a scalar.") from None
+    if x is not None and not interval.contains(x):
+        raise ValueError(
+            f"{owner}: `{name}` must be {interval}, got {x!r}{where}. "
+            f"Pass a value {interval} (or a schedule returning such values)."
+        )
+
+
 class Hyper:
     """Construction-time description of a transformation's hyperparameters.
 
@@ -120,15 +133,7 @@ class Hyper:
                     f"{owner}: `{name}` must be a number or a schedule (a function of the "
                     f"step count), got {value!r} of type {type(value).__name__}."
                 )
-            try:
-                x = _concrete_float(value)
-            except (ValueError, TypeError) as e:
-                raise ValueError(f"{owner}: `{name}`: {e}. Pass a scalar.") from None
-            if x is not None and not interval.contains(x):
-                raise ValueError(
-                    f"{owner}: `{name}` must be {interval}, got {x!r}. "
-                    f"Pass a value {interval} (or a schedule returning such values)."
-                )
+            _check_scalar(owner, name, value, interval, "")
             self.constants[name] = value
 
     @staticmethod
@@ -141,15 +146,7 @@ class Hyper:
                 f"{owner}: `{name}` is callable but calling it with a step count failed "
                 f"({type(e).__name__}: {e}). A schedule is a function count -> value."
             ) from None
-        try:
-            x = _concrete_float(first)
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"{owner}: `{name}` schedule: {e}. Return a scalar.") from None
-        if x is not None and not interval.contains(x):
-            raise ValueError(
-                f"{owner}: `{name}` must be {interval}, but its schedule gives {x!r} at step 0. "
-                f"Pass a schedule whose values are {interval}."
-            )
+        _check_scalar(owner, name, first, interval, " (its schedule's value at step 0)")
 
     @property
     def names(self) -> tuple[str, ...]:
