@@ -28,23 +28,11 @@ def main(argv=None):
     ap.add_argument("--plot", default=str(ROOT / "docs" / "img" / "leaves.png"))
     args = ap.parse_args(argv)
     counts = [int(c) for c in args.counts.split(",")]
-    try:
-        import torch  # noqa: F401
-
-        have_torch = not args.no_torch
-    except ImportError:
-        have_torch = False
     chain = "clip_adamw_cosine"
     rows = []
     for n in counts:
         shapes = bs.small_leaves_tree(n)
-        row = {"leaves": n, "roofline": bs.bench_roofline(chain, shapes, args.repeats)}
-        row["ours_flat"] = bs.bench_ours_flat(chain, shapes, args.repeats)
-        row["ours_pytree"] = bs.bench_ours_pytree(chain, shapes, args.repeats)
-        row["optax"] = bs.bench_optax(chain, shapes, args.repeats)
-        if have_torch:
-            row["torch_fused"] = bs.bench_torch(chain, shapes, args.repeats, "fused")
-            row["torch_foreach"] = bs.bench_torch(chain, shapes, args.repeats, "foreach")
+        row = {"leaves": n} | bs.bench_row(chain, shapes, args.repeats, not args.no_torch)
         rows.append(row)
         print(
             f"{n:5d} leaves: "

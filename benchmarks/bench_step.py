@@ -4,7 +4,8 @@
     python benchmarks/bench_step.py --quick         # smaller sizes, a smoke run
     python benchmarks/bench_step.py --trees gpt --chains adam --repeats 10
 
-Everything runs in one process, so ratios are fair even on a noisy machine. For
+Everything runs in one process and the competitors take turns, one step each, so
+ratios are fair even on a noisy machine. For
 each (tree, chain) it reports the median time of a jitted, donated update step,
 its compile time, the compiled program's peak memory (XLA's memory analysis:
 arguments + outputs + temporaries - donated aliases), and the ratio to a
@@ -144,29 +145,52 @@ def peak_bytes(compiled):
         return -1
 
 
-def time_jax(step, params, grads, state, repeats):
-    """Compile (timed), then the median of `repeats` donated steps."""
+def prepare_jax(step, params, grads, state):
+    """Compile (timed) and warm up a donated step; returns a runner for `measure`."""
     fn = jax.jit(step, donate_argnums=(0, 2))
     t0 = time.perf_counter()
     compiled = fn.lower(params, grads, state).compile()
     compile_s = time.perf_counter() - t0
-    peak = peak_bytes(compiled)
-    params, state = compiled(params, grads, state)  # warm up
-    jax.block_until_ready(params)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        params, state = compiled(params, grads, state)
-        jax.block_until_ready((params, state))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), compile_s, peak
+    box = [params, state]
+
+    def run_once():
+        box[0], box[1] = compiled(box[0], grads, box[1])
+        jax.block_until_ready(box)
+
+    run_once()  # warm up: first touch of the output buffers
+    return {"run": run_once, "compile_s": compile_s, "peak_bytes": peak_bytes(compiled)}
+
+
+def measure(runners, repeats):
+    """Median step time of each runner, the runners taking turns (in a rotating order).
+
+    Interleaving spreads a shared machine's slow spells over every competitor instead
+    of charging them to whichever happened to run then, so the ratios are stable."""
+    names = list(runners)
+    times = {k: [] for k in names}
+    for i in range(repeats):
+        for k in names[i % len(names) :] + names[: i % len(names)]:
+            t0 = time.perf_counter()
+            runners[k]["run"]()
+            times[k].append(time.perf_counter() - t0)
+    out = {}
+    for k, r in runners.items():
+        out[k] = {key: val for key, val in r.items() if key != "run"}
+        out[k]["step_s"] = statistics.median(times[k])
+    return out
+
+
+def time_jax(step, params, grads, state, repeats):
+    """Compile time, median step time and peak bytes of one step measured alone."""
+    r = measure({"x": prepare_jax(step, params, grads, state)}, repeats)["x"]
+    return r["step_s"], r["compile_s"], r["peak_bytes"]
 
 
 def nbytes(tree):
     return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 
-def bench_lib(lib, chain, shapes, repeats, layout="pytree"):
+def prepare_lib(lib, chain, shapes, layout="pytree"):
     """One library's step (`jaxopt_edu` or optax), on the user's pytree or on flat buffers."""
     wrap = flat.ravel if layout == "flat" else (lambda t: t)
     params, grads = wrap(make_arrays(shapes, 0)), wrap(make_arrays(shapes, 1))
@@ -181,35 +205,20 @@ def bench_lib(lib, chain, shapes, repeats, layout="pytree"):
     # optax itself is not clean under strict promotion; ours must be
     promotion = "standard" if lib is not jo else jax.config.jax_numpy_dtype_promotion
     with jax.numpy_dtype_promotion(promotion):
-        t, c, peak = time_jax(step, params, grads, state, repeats)
-    return {"step_s": t, "compile_s": c, "peak_bytes": peak, "base_bytes": base}
+        r = prepare_jax(step, params, grads, state)
+    return r | {"base_bytes": base}
 
 
-def bench_ours_pytree(chain, shapes, repeats):
-    return bench_lib(jo, chain, shapes, repeats, "pytree")
-
-
-def bench_ours_flat(chain, shapes, repeats):
-    return bench_lib(jo, chain, shapes, repeats, "flat")
-
-
-def bench_optax(chain, shapes, repeats):
-    import optax
-
-    return bench_lib(optax, chain, shapes, repeats)
-
-
-def bench_roofline(chain, shapes, repeats):
+def prepare_roofline(chain, shapes):
     n = sum(int(np.prod(s)) for s in shapes.values())
-    p = jax.random.normal(jax.random.PRNGKey(0), (n,), jnp.float32)
-    g = jax.random.normal(jax.random.PRNGKey(1), (n,), jnp.float32)
+    p = jax.random.normal(jax.random.PRNGKey(0), (n,), jnp.float32) * 0.02
+    g = jax.random.normal(jax.random.PRNGKey(1), (n,), jnp.float32) * 0.02
     state = roofline_state(chain, n)
     base = nbytes(p) + nbytes(g) + nbytes(state)
-    t, c, peak = time_jax(roofline_step(chain), p, g, state, repeats)
-    return {"step_s": t, "compile_s": c, "peak_bytes": peak, "base_bytes": base}
+    return prepare_jax(roofline_step(chain), p, g, state) | {"base_bytes": base}
 
 
-def bench_torch(chain, shapes, repeats, impl):
+def prepare_torch(chain, shapes, impl):
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -231,24 +240,41 @@ def bench_torch(chain, shapes, repeats, impl):
         opt.step()
 
     step()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return {"step_s": statistics.median(times), "compile_s": 0.0, "peak_bytes": -1}
+    return {"run": step, "compile_s": 0.0, "peak_bytes": -1}
+
+
+def have_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def bench_row(chain, shapes, repeats, with_torch=True):
+    """Every competitor on one (tree, chain), prepared first, then timed taking turns."""
+    import optax
+
+    runners = {
+        "roofline": prepare_roofline(chain, shapes),
+        "ours_flat": prepare_lib(jo, chain, shapes, "flat"),
+        "ours_pytree": prepare_lib(jo, chain, shapes, "pytree"),
+        "optax": prepare_lib(optax, chain, shapes),
+    }
+    out = measure(runners, repeats)
+    del runners
+    if with_torch and have_torch():
+        # timed apart from JAX: torch's OpenMP threads keep spinning after a step and
+        # would slow whichever JAX program ran next
+        for impl in ("fused", "foreach"):
+            out |= measure({f"torch_{impl}": prepare_torch(chain, shapes, impl)}, repeats)
+    return out
 
 
 # --------------------------------------------------------------------------- main
 
 
-def run(trees, chains, repeats, quick, with_torch):
-    try:
-        import torch  # noqa: F401
-
-        have_torch = with_torch
-    except ImportError:
-        have_torch = False
+def run(trees, chains, repeats, quick, with_torch, on_row=None):
     rows = []
     for tree_name in trees:
         shapes = TREES[tree_name]()
@@ -259,15 +285,11 @@ def run(trees, chains, repeats, quick, with_torch):
         n = sum(int(np.prod(s)) for s in shapes.values())
         for chain in chains:
             row = {"tree": tree_name, "leaves": len(shapes), "params": n, "chain": chain}
-            row["roofline"] = bench_roofline(chain, shapes, repeats)
-            row["ours_flat"] = bench_ours_flat(chain, shapes, repeats)
-            row["ours_pytree"] = bench_ours_pytree(chain, shapes, repeats)
-            row["optax"] = bench_optax(chain, shapes, repeats)
-            if have_torch:
-                for impl in ("fused", "foreach"):
-                    row[f"torch_{impl}"] = bench_torch(chain, shapes, repeats, impl)
+            row |= bench_row(chain, shapes, repeats, with_torch)
             rows.append(row)
             print(summary_line(row), flush=True)
+            if on_row is not None:  # keep what was measured if a later case is cut off
+                on_row(rows)
     return rows
 
 
@@ -329,14 +351,18 @@ def main(argv=None):
     if bad:
         ap.error(f"unknown tree/chain {bad}; trees: {sorted(TREES)}, chains: {list(CHAINS)}")
     device = f"{jax.devices()[0].device_kind} ({jax.default_backend()}, {os.cpu_count()} cores)"
-    rows = run(trees, chains, args.repeats, args.quick, not args.no_torch)
-    table = markdown(rows, device)
-    print()
-    print(table)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": device, "jax": jax.__version__, "rows": rows}, indent=1))
-    out.with_suffix(".md").write_text(table + "\n")
+
+    def save(rows):
+        out.write_text(
+            json.dumps({"device": device, "jax": jax.__version__, "rows": rows}, indent=1)
+        )
+        out.with_suffix(".md").write_text(markdown(rows, device) + "\n")
+
+    rows = run(trees, chains, args.repeats, args.quick, not args.no_torch, on_row=save)
+    print()
+    print(markdown(rows, device))
     return rows
 
 
