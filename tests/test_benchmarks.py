@@ -1,0 +1,118 @@
+"""The benchmark scripts still run, and compare like with like (smoke sizes, no timing claims)."""
+
+import json
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+bench_step = pytest.importorskip("bench_step")
+bench_pytree_layouts = pytest.importorskip("bench_pytree_layouts")
+make_docs = pytest.importorskip("make_docs")
+
+# the benchmarks call optax, which is not clean under the suite's strict promotion
+pytestmark = pytest.mark.usefixtures("standard_promotion")
+
+
+@pytest.fixture
+def standard_promotion():
+    with jax.numpy_dtype_promotion("standard"):
+        yield
+
+
+def test_bench_step_writes_rows_and_table(tmp_path):
+    out = tmp_path / "step.json"
+    argv = ["--quick", "--trees", "matrix", "--chains", "adam", "--repeats", "2", "--no-torch"]
+    bench_step.main(argv + ["--out", str(out)])
+    data = json.loads(out.read_text())
+    (row,) = data["rows"]
+    assert row["tree"] == "matrix" and row["chain"] == "adam"
+    for k in ("roofline", "ours_flat", "ours_pytree", "optax"):
+        assert row[k]["step_s"] > 0 and row[k]["compile_s"] > 0, k
+        assert row[k]["peak_bytes"] >= row[k]["base_bytes"] > 0, k
+    assert "| matrix (1 leaves" in out.with_suffix(".md").read_text()
+
+
+def test_measure_takes_turns():
+    order = []
+    runners = {k: {"run": lambda k=k: order.append(k), "compile_s": 0.0} for k in "abc"}
+    res = bench_step.measure(runners, 3)
+    assert order == list("abc") + list("bca") + list("cab")
+    assert set(res) == set("abc") and all(r["step_s"] >= 0 for r in res.values())
+
+
+@pytest.mark.parametrize("chain", bench_step.CHAINS)
+def test_roofline_kernel_is_the_optimizer_step(chain):
+    """The roofline does the same arithmetic as the library's chain (one flat buffer)."""
+    import jaxopt_edu as jo
+
+    shapes = {"w": (6,), "b": (2, 3)}
+    params, grads = bench_step.make_arrays(shapes, 0), bench_step.make_arrays(shapes, 1)
+    if chain == "clip_adamw_cosine":  # the roofline's learning rate is constant
+        tx = jo.chain(jo.clip_by_global_norm(1.0), jo.adamw(1e-3, weight_decay=0.1))
+    else:
+        tx = bench_step.build(jo, chain)
+    state = tx.init(params)
+    flat_p, flat_g = jnp.asarray(flat(params)), jnp.asarray(flat(grads))
+    roof_state = bench_step.roofline_state(chain, flat_p.size)
+    roof = bench_step.roofline_step(chain)
+    for _ in range(3):
+        u, state = tx.update(grads, state, params)
+        params = jo.apply_updates(params, u)
+        flat_p, roof_state = roof(flat_p, flat_g, roof_state)
+    np.testing.assert_allclose(flat(params), flat_p, rtol=1e-5)
+
+
+def flat(tree):
+    return np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
+
+
+def test_pytree_layout_variants_agree(capsys, tmp_path):
+    shapes = {f"l{i}": (3,) if i % 2 else (2, 2) for i in range(5)}
+    n = sum(int(np.prod(s)) for s in shapes.values())
+    p, g = bench_step.make_arrays(shapes, 0), bench_step.make_arrays(shapes, 1)
+    zeros = jax.tree.map(jnp.zeros_like, p)
+    t0 = jnp.zeros([], jnp.int32)
+    ref, (m_ref, v_ref, _) = bench_pytree_layouts.per_leaf(p, g, (zeros, zeros, t0))
+    flat0 = jnp.zeros(n, jnp.float32)
+    for fn in (bench_pytree_layouts.flat_state, bench_pytree_layouts.flat_state_barrier):
+        got, (m, v, t) = fn(p, g, (flat0, flat0, t0))
+        np.testing.assert_allclose(flat(got), flat(ref), rtol=1e-6)
+        np.testing.assert_allclose(m, flat(m_ref), rtol=1e-6)
+        np.testing.assert_allclose(v, flat(v_ref), rtol=1e-6)
+        assert int(t) == 1
+    bench_pytree_layouts.main(
+        ["--trees", "small", "--leaves", "6", "--repeats", "2", "--out", str(tmp_path / "l.json")]
+    )
+    assert capsys.readouterr().out.count("small (6 leaves)") == 3
+
+
+def test_make_docs_from_results(tmp_path):
+    res = tmp_path / "results"
+    res.mkdir()
+    bench_step.main(
+        [
+            "--quick",
+            "--trees",
+            "matrix",
+            "--chains",
+            "sgd_momentum",
+            "--repeats",
+            "2",
+            "--no-torch",
+            "--out",
+            str(res / "step.json"),
+        ]
+    )
+    out = tmp_path / "benchmarks.md"
+    make_docs.main(["--from-results", "--results", str(res), "--out", str(out)])
+    text = out.read_text()
+    assert "## One optimizer step on this CPU" in text
+    assert "## What the step tables say" in text and "flat / roofline" in text
+    assert "on a GPU" not in text  # no GPU results in that folder
