@@ -26,8 +26,11 @@ from jaxopt_edu.base import (
 )
 from jaxopt_edu.combine import chain, named_chain
 from jaxopt_edu.hyper import HyperParams
+from jaxopt_edu.optimizers.adafactor import adafactor
 from jaxopt_edu.optimizers.adam import adam, adamax, adamaxw, adamw, amsgrad, nadam, nadamw
 from jaxopt_edu.optimizers.adaptive import adadelta, adagrad, rmsprop
+from jaxopt_edu.optimizers.lion import lion
+from jaxopt_edu.optimizers.muon import muon
 from jaxopt_edu.optimizers.sgd import sgd
 from jaxopt_edu.schedules import (
     constant_schedule,
@@ -53,7 +56,20 @@ from jaxopt_edu.transforms.adam import (
     scale_by_amsgrad,
 )
 from jaxopt_edu.transforms.clipping import ClipState, clip, clip_by_global_norm
+from jaxopt_edu.transforms.factored import (
+    BlockRmsState,
+    FactoredState,
+    clip_by_block_rms,
+    scale_by_factored_rms,
+    scale_by_param_block_rms,
+)
+from jaxopt_edu.transforms.lion import ScaleByLionState, scale_by_lion
 from jaxopt_edu.transforms.momentum import EmaState, TraceState, ema, trace
+from jaxopt_edu.transforms.muon import (
+    ScaleByMuonState,
+    orthogonalize_via_newton_schulz,
+    scale_by_muon,
+)
 from jaxopt_edu.transforms.regularization import (
     RegularizationState,
     add_decayed_weights,
@@ -108,7 +124,17 @@ __all__ = [
     "testing",
     "tree",
     # transforms
+    "BlockRmsState",
     "ClipState",
+    "FactoredState",
+    "ScaleByLionState",
+    "ScaleByMuonState",
+    "clip_by_block_rms",
+    "scale_by_factored_rms",
+    "orthogonalize_via_newton_schulz",
+    "scale_by_lion",
+    "scale_by_muon",
+    "scale_by_param_block_rms",
     "EmaState",
     "RegularizationState",
     "ScaleByAdaDeltaState",
@@ -141,6 +167,9 @@ __all__ = [
     "trace",
     # optimizers
     "adadelta",
+    "adafactor",
+    "lion",
+    "muon",
     "adagrad",
     "adam",
     "adamax",

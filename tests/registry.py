@@ -280,4 +280,43 @@ CASES = [
         (lambda: jo.chain(jo.scale_by_adam(), jo.scale_by_schedule(_decaying_step_big)), 500, 1e-2),
         None,
     ),
+    Case(
+        "lion",
+        lambda: jo.lion(0.01, weight_decay=0.05),
+        lambda: optax.lion(0.01, weight_decay=0.05),
+        ("learning_rate", "b1", "b2", "weight_decay"),
+        # sign steps with a constant lr settle about lr from the minimum (0.005-0.006 here)
+        (lambda: jo.lion(0.005), 1500, 2e-2),
+        (lambda: jo.lion(1e-3), 10000, 5e-2),
+    ),
+    Case(
+        "adafactor",
+        # min_dim_size_to_factor=2: the suites' small matrices take the factored path
+        lambda: jo.adafactor(0.003, min_dim_size_to_factor=2),
+        # float64 decay_rate: optax computes 1 - t^-c in float32 for a Python float
+        lambda: optax.adafactor(0.003, min_dim_size_to_factor=2, decay_rate=jnp.float64(0.8)),
+        ("learning_rate", "decay_rate", "eps", "clipping_threshold", "min_scale"),
+        (lambda: jo.adafactor(0.1, min_dim_size_to_factor=2), 500, 1e-2),
+        (lambda: jo.adafactor(0.01, min_dim_size_to_factor=2), 10000, 5e-2),
+    ),
+    Case(
+        "muon",
+        # lr 0.002: at 0.02 Muon oscillates near the oracle problem's minimum, Newton-Schulz
+        # amplifies last-bit differences and the 200-step gap to optax grows to 0.15
+        lambda: jo.muon(0.002, weight_decay=0.01),
+        lambda: optax.contrib.muon(0.002, weight_decay=0.01),
+        (
+            "learning_rate",
+            "beta",
+            "eps",
+            "weight_decay",
+            "adam_b1",
+            "adam_b2",
+            "adam_eps_root",
+            "adam_weight_decay",
+        ),
+        # a matrix step keeps its size however small the gradient: the rate must decay
+        (lambda: jo.muon(jo.cosine_decay_schedule(0.1, 500)), 500, 1e-2),
+        (lambda: jo.muon(0.01), 10000, 5e-2),  # rosenbrock is one vector leaf: the Adam path
+    ),
 ]

@@ -81,6 +81,9 @@ DEFAULT_OPTIMIZERS: dict[str, OptimizerSpec] = {
         _spec("adamax", "Adam with an infinity-norm denominator", 5e-2, jo.adamax),
         _spec("nadamw", "Nadam with decoupled weight decay 1e-4", 3e-2, jo.nadamw),
         _spec("adamaxw", "Adamax with decoupled weight decay 1e-4", 5e-2, jo.adamaxw),
+        _spec("lion", "sign of an interpolated momentum (weight decay 1e-3)", 3e-3, jo.lion),
+        _spec("adafactor", "factored second moments, relative step size", 3e-2, jo.adafactor),
+        _spec("muon", "orthogonalized momentum for matrices, Nadam for the rest", 2e-2, jo.muon),
     ]
 }
 """The lab's named optimizers: name -> `OptimizerSpec` (description, default learning rate).
@@ -95,7 +98,7 @@ def optimizer_from_name(name: str, learning_rate: float | None = None) -> jo.Gra
     """The registry's optimizer `name`, at `learning_rate` (default: its entry's).
 
     Names: sgd, momentum, nesterov, rmsprop, adagrad, adadelta, adam, adamw, nadam,
-    amsgrad, adamax, nadamw, adamaxw (`DEFAULT_OPTIMIZERS`). Raises `ValueError` listing them for an
+    amsgrad, adamax, nadamw, adamaxw, lion, adafactor, muon (`DEFAULT_OPTIMIZERS`). Raises `ValueError` listing them for an
     unknown name.
 
     PyTorch: `getattr(torch.optim, name)(params, lr=...)`.
