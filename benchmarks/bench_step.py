@@ -79,8 +79,14 @@ def make_arrays(shapes, seed):
 
 # -------------------------------------------------------------------------- chains
 
-CHAINS = ("sgd_momentum", "adam", "clip_adamw_cosine")
-WORDS = {"sgd_momentum": 5, "adam": 7, "clip_adamw_cosine": 8}  # words moved per param
+CHAINS = ("sgd_momentum", "adam", "clip_adamw_cosine", "lion", "adafactor", "muon")
+# muon's Newton-Schulz iterations are matmuls (seconds per step on a CPU for the GPT
+# tree): run it with `--chains muon`, or on a GPU
+DEFAULT_CHAINS = ("sgd_momentum", "adam", "clip_adamw_cosine", "lion", "adafactor")
+# chains that are elementwise but for a global norm: they have a flat roofline kernel;
+# adafactor (per-leaf factored moments) and muon (per-matrix matmuls) do not
+ROOFLINE_CHAINS = ("sgd_momentum", "adam", "clip_adamw_cosine", "lion")
+TORCH_CHAINS = ("sgd_momentum", "adam", "clip_adamw_cosine")  # torch.optim has no Lion
 
 
 def build(lib, chain):
@@ -88,18 +94,35 @@ def build(lib, chain):
         return lib.sgd(1e-2, momentum=0.9)
     if chain == "adam":
         return lib.adam(1e-3)
+    if chain == "lion":
+        return lib.lion(1e-4, weight_decay=0.1)
+    if chain == "adafactor":
+        return lib.adafactor(1e-2)
+    if chain == "muon":
+        muon = lib.muon if lib is jo else lib.contrib.muon
+        return muon(2e-2)
     sched = lib.warmup_cosine_decay_schedule(0.0, 1e-3, 100, 10_000, 1e-5)
     return lib.chain(lib.clip_by_global_norm(1.0), lib.adamw(sched, weight_decay=0.1))
 
 
 def roofline_step(chain):
     """The same arithmetic on one flat buffer: the memory-bandwidth floor."""
+    if chain not in ROOFLINE_CHAINS:
+        raise ValueError(f"{chain!r} has no flat roofline kernel: {ROOFLINE_CHAINS}")
     if chain == "sgd_momentum":
 
         def step(p, g, s):
             (b,) = s
             b = g + 0.9 * b
             return p - 1e-2 * b, (b,)
+
+    elif chain == "lion":
+
+        def step(p, g, s):
+            (m,) = s
+            u = jnp.sign(0.9 * m + 0.1 * g)
+            m = 0.99 * m + 0.01 * g
+            return p - 1e-4 * (u + 0.1 * p), (m,)
 
     else:
         clip = chain == "clip_adamw_cosine"
@@ -124,7 +147,7 @@ def roofline_step(chain):
 
 
 def roofline_state(chain, n):
-    if chain == "sgd_momentum":
+    if chain in ("sgd_momentum", "lion"):
         return (jnp.zeros(n, jnp.float32),)
     return (jnp.zeros(n, jnp.float32), jnp.zeros(n, jnp.float32), jnp.zeros([], jnp.int32))
 
@@ -255,15 +278,15 @@ def bench_row(chain, shapes, repeats, with_torch=True):
     """Every competitor on one (tree, chain), prepared first, then timed taking turns."""
     import optax
 
-    runners = {
-        "roofline": prepare_roofline(chain, shapes),
+    runners = {"roofline": prepare_roofline(chain, shapes)} if chain in ROOFLINE_CHAINS else {}
+    runners |= {
         "ours_flat": prepare_lib(jo, chain, shapes, "flat"),
         "ours_pytree": prepare_lib(jo, chain, shapes, "pytree"),
         "optax": prepare_lib(optax, chain, shapes),
     }
     out = measure(runners, repeats)
     del runners
-    if with_torch and have_torch():
+    if with_torch and have_torch() and chain in TORCH_CHAINS:
         # timed apart from JAX: torch's OpenMP threads keep spinning after a step and
         # would slow whichever JAX program ran next
         for impl in ("fused", "foreach"):
@@ -293,19 +316,30 @@ def run(trees, chains, repeats, quick, with_torch, on_row=None):
     return rows
 
 
+def _ms(row, k):
+    """'12.34 ms (1.05x)': a step time and its ratio to the roofline (when there is one)."""
+    if k not in row:
+        return "—"
+    t = row[k]["step_s"]
+    if "roofline" not in row:
+        return f"{t * 1e3:.2f} ms"
+    return f"{t * 1e3:.2f} ms ({t / row['roofline']['step_s']:.2f}x)"
+
+
 def summary_line(row):
-    r = row["roofline"]["step_s"]
     parts = [f"{row['tree']:6s} {row['chain']:18s}"]
     for k in ("ours_flat", "ours_pytree", "optax", "torch_fused", "torch_foreach"):
         if k in row:
-            parts.append(f"{k} {row[k]['step_s'] * 1e3:8.2f} ms ({row[k]['step_s'] / r:4.2f}x)")
+            parts.append(f"{k} {_ms(row, k)}")
     return " | ".join(parts)
 
 
 def markdown(rows, device):
     lines = [
         f"Device: {device}. Step = median jitted, donated update; x = ratio to the roofline "
-        "kernel (same memory traffic, one flat buffer) measured in the same run.",
+        "kernel (same memory traffic, one flat buffer) measured in the same run. "
+        "No roofline for adafactor (per-leaf factored moments) and muon (per-matrix "
+        "matmuls); torch.optim has no Lion, and its Adafactor and Muon are not timed here.",
         "",
         "| tree | chain | roofline ms | ours flat | ours pytree | optax | ours pytree / optax "
         "| torch fused | torch foreach | compile s: flat / pytree / optax "
@@ -313,12 +347,10 @@ def markdown(rows, device):
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        r = row["roofline"]["step_s"]
+        roof = f"{row['roofline']['step_s'] * 1e3:.2f}" if "roofline" in row else "—"
 
-        def cell(k, row=row, r=r):
-            if k not in row:
-                return "—"
-            return f"{row[k]['step_s'] * 1e3:.2f} ms ({row[k]['step_s'] / r:.2f}x)"
+        def cell(k, row=row):
+            return _ms(row, k)
 
         def mem(k, row=row):
             d = row[k]
@@ -326,7 +358,7 @@ def markdown(rows, device):
 
         lines.append(
             f"| {row['tree']} ({row['leaves']} leaves, {row['params'] / 1e6:.2f}M) | {row['chain']} "
-            f"| {r * 1e3:.2f} | {cell('ours_flat')} | {cell('ours_pytree')} | {cell('optax')} "
+            f"| {roof} | {cell('ours_flat')} | {cell('ours_pytree')} | {cell('optax')} "
             f"| {row['ours_pytree']['step_s'] / row['optax']['step_s']:.2f} "
             f"| {cell('torch_fused')} | {cell('torch_foreach')} "
             f"| {row['ours_flat']['compile_s']:.2f} / {row['ours_pytree']['compile_s']:.2f} / "
@@ -339,7 +371,7 @@ def markdown(rows, device):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trees", default="gpt,small,matrix")
-    ap.add_argument("--chains", default=",".join(CHAINS))
+    ap.add_argument("--chains", default=",".join(DEFAULT_CHAINS), help=f"from {CHAINS}")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--quick", action="store_true", help="smaller trees, a smoke run")
     ap.add_argument("--no-torch", action="store_true")

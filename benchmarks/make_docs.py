@@ -45,7 +45,8 @@ def step_section(path: Path, title: str) -> str:
     from bench_step import markdown
 
     data = json.loads(path.read_text())
-    return f"## {title}\n\n" + markdown(data["rows"], data["device"]) + "\n"
+    note = f"\nNote: {data['note']}.\n" if data.get("note") else ""
+    return f"## {title}\n\n" + markdown(data["rows"], data["device"]) + "\n" + note
 
 
 def _ratios(rows, a, b):

@@ -13,7 +13,8 @@ print("jax", jax.__version__, "jaxlib", jaxlib.__version__, "optax", optax.__ver
 PY
 # GPT and matrix first: the 2000-leaf pytree cases are the slow ones to compile
 timeout ${BENCH_S:-400} python benchmarks/bench_step.py --no-torch --repeats 50 \
-  --trees gpt,matrix,small --out "$OUT/step_gpu.json" 2>&1 | grep -v -i warning
+  --trees gpt,matrix,small --chains ${CHAINS:-sgd_momentum,adam,clip_adamw_cosine,lion,adafactor,muon} \
+  --out "$OUT/step_gpu.json" 2>&1 | grep -v -i warning
 if python -c "import pytest, chex" 2>/dev/null; then
   timeout ${TEST_S:-120} python -m pytest -q -x -p no:cacheprovider \
     tests/test_optax_oracle.py tests/test_flat.py tests/test_low_precision.py 2>&1 | tail -15
