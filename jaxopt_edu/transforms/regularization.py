@@ -7,9 +7,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxopt_edu import tree
 from jaxopt_edu.base import GradientTransformation, ScalarOrSchedule
+from jaxopt_edu.flat import FlatTree
 from jaxopt_edu.hyper import NONNEG, Hyper, HyperParams, safe_increment
 
 __all__ = ["RegularizationState", "add_decayed_weights", "add_l1_subgradient", "proximal_l1"]
@@ -50,6 +52,50 @@ def _mask_tree(mask: MaskOrFn, params) -> Any:
     return jax.tree.unflatten(mdef, full)
 
 
+def _is_flat(node) -> bool:
+    return isinstance(node, FlatTree)
+
+
+def _flat_mask(node: FlatTree, masks: list) -> Any:
+    """The per-leaf masks of one FlatTree's original leaves as one mask per buffer.
+
+    Python booleans (the usual case: a mask built from paths or shapes) become one
+    static numpy array per buffer, so the masked update stays one elementwise op on
+    the buffer; traced per-leaf masks are broadcast and concatenated."""
+    layout = node.layout
+    if all(m is True for m in masks):
+        return True
+    if all(m is False for m in masks):
+        return False
+    if all(isinstance(m, bool) for m in masks):
+        bufs = [np.zeros(n, bool) for n in layout.sizes]
+        for m, (b, offset, shape) in zip(masks, layout.slots, strict=True):
+            bufs[b][offset : offset + int(np.prod(shape))] = m
+        return FlatTree(tuple(bufs), layout)
+    parts: list[list[jax.Array]] = [[] for _ in layout.sizes]
+    for m, (b, _, shape) in zip(masks, layout.slots, strict=True):
+        parts[b].append(jnp.broadcast_to(jnp.asarray(m, bool), shape).reshape(-1))
+    return FlatTree(tuple(jnp.concatenate(p) for p in parts), layout)
+
+
+def _mask_like_params(mask: MaskOrFn, params) -> Any:
+    """`_mask_tree` for params that may hold `FlatTree` nodes.
+
+    The mask (or the function making it) always describes the user's ORIGINAL pytree,
+    whatever the layout: inside a FlatTree it is laid out like the buffers."""
+    nodes = jax.tree.leaves(params, is_leaf=_is_flat)
+    if mask is None or not any(_is_flat(n) for n in nodes):
+        return _mask_tree(mask, params)
+    user = jax.tree.map(lambda n: n.unravel() if _is_flat(n) else n, params, is_leaf=_is_flat)
+    masks = jax.tree.leaves(_mask_tree(mask, user), is_leaf=lambda m: isinstance(m, bool))
+    out, i = [], 0
+    for node in nodes:
+        n = node.layout.num_leaves if _is_flat(node) else 1
+        out.append(_flat_mask(node, masks[i : i + n]) if _is_flat(node) else masks[i])
+        i += n
+    return jax.tree.unflatten(jax.tree.structure(params, is_leaf=_is_flat), out)
+
+
 def _regularizer(owner, hyper_items, mask, fn) -> GradientTransformation:
     """A stateless per-leaf rule fn(g, p, values) -> update, applied where mask is True."""
     hyper = Hyper(owner, **hyper_items)
@@ -72,7 +118,13 @@ def _regularizer(owner, hyper_items, mask, fn) -> GradientTransformation:
             new = fn(g.astype(dt), p.astype(dt), h).astype(g.dtype)
             return new if m is True else jnp.where(m, new, g)
 
-        out = jax.tree.map(leaf, updates, params, _mask_tree(mask, params))
+        def node(g, p, m):  # g, p: an array or a FlatTree; m: its mask (laid out alike)
+            if _is_flat(m):
+                return jax.tree.map(leaf, g, p, m)
+            return jax.tree.map(lambda gi, pi: leaf(gi, pi, m), g, p)
+
+        masks = _mask_like_params(mask, params)
+        out = jax.tree.map(node, updates, params, masks, is_leaf=_is_flat)
         count = safe_increment(state.count)
         return out, RegularizationState(count, hyper.advance(state.hyperparams, count))
 
