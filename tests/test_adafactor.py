@@ -375,3 +375,18 @@ def test_check_all():
     # its (3,) leaf is not
     tx = adafactor(0.1, min_dim_size_to_factor=2, momentum=0.9, weight_decay_rate=1e-3)
     testing.check_all(tx)
+
+
+def test_factoring_threshold_and_shape_errors():
+    """Both of the two largest dims must reach min_dim_size_to_factor; wrong shapes raise."""
+    tx = jo.scale_by_factored_rms(min_dim_size_to_factor=128)
+    state = tx.init({"a": jnp.ones((128, 200)), "b": jnp.ones((127, 200))})
+    assert state.v[0] is None and state.v_row[0].shape == (128,)  # factored
+    assert state.v[1].shape == (127, 200) and state.v_row[1] is None  # not factored
+    small = jo.scale_by_factored_rms(min_dim_size_to_factor=2)
+    s = small.init({"w": jnp.ones((4, 3))})
+    with pytest.raises(ValueError, match=r"update leaf 0 has shape \(5, 3\)"):
+        small.update({"w": jnp.ones((5, 3))}, s)
+    s = small.init({"w": jnp.ones((4, 1))})
+    with pytest.raises(ValueError, match=r"update leaf 0 has shape \(4,\)"):
+        small.update({"w": jnp.ones((4,))}, s)

@@ -300,3 +300,22 @@ def test_mu_dtype_and_state_type():
     assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(state.mu))
     assert [x.dtype for x in state.nu] == [jnp.float32]
     testing.check_no_recompile(muon(0.01, mu_dtype=jnp.bfloat16), params=params)
+
+
+def test_review_edge_cases_shapes_and_flags():
+    """An empty (0, n) matrix, a 3-D leaf (the Adam path, as optax) and flag validation."""
+    import optax
+
+    p = {"e": jnp.zeros((0, 4)), "t": jnp.linspace(-1.0, 1.0, 24).reshape(2, 3, 4)}
+    g = jax.tree.map(lambda x: 0.3 * x + 0.1, p)
+    tx = jo.muon(0.05)
+    u, _ = tx.update(g, tx.init(p), p)
+    assert u["e"].shape == (0, 4)
+    # a 3-D leaf is no matrix: it gets the same step as optax's Adam path
+    with jax.numpy_dtype_promotion("standard"):
+        theirs = optax.contrib.muon(0.05)
+        ut, _ = theirs.update({"t": g["t"]}, theirs.init({"t": p["t"]}), {"t": p["t"]})
+    np.testing.assert_allclose(u["t"], ut["t"], rtol=1e-4)  # float32; the Muon path is far off
+    with pytest.raises(ValueError, match="`nesterov` must be True or False"):
+        jo.muon(0.1, nesterov="no")
+    jo.muon(0.1, ns_steps=np.int64(3))  # a numpy integer is an integer

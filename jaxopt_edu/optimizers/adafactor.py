@@ -76,14 +76,17 @@ def adafactor(
 
     PyTorch: `torch.optim.Adafactor` (torch >= 2.5) is a different parametrisation:
     its step is $\\min(\\text{lr}, 1/\\sqrt t)\\max(10^{-3}, \\operatorname{RMS}(\\theta))$,
-    its eps clamps $\\hat V$ instead of being added to $g^2$, it factors every tensor
-    of 2+ dims, multiplies its weight decay by lr and has no momentum; the numbers
-    are not compared here.
+    its eps1 (squared) clamps $\\hat V$ instead of being added to $g^2$, it factors the
+    last two dims of every tensor of 2+ dims (no minimum size), multiplies its weight
+    decay by lr and has no momentum; the numbers are not compared here.
     Pitfall: the learning rate is RELATIVE to the weights' RMS (with the default
     `multiply_by_parameter_scale=True`): 1e-2 moves each matrix by about 1% per step,
     Adam's learning rates (1e-4) are far too small, and the default `learning_rate=None`
     (optax's) steps by the weights' whole RMS, which usually diverges: pass one. Weights
     near 0 move by only $\\eta\\,\\epsilon_2$; `momentum` adds a full-size buffer.
+    In the flat layout (`jaxopt_edu.flat`) each leaf is sliced out of the buffer and
+    put back, so compilation grows with the number of leaves and takes several times
+    longer than in pytree mode (see docs/benchmarks.md): prefer the pytree layout here.
     Reference: Shazeer & Stern, Adafactor: Adaptive Learning Rates with Sublinear
     Memory Cost, https://arxiv.org/abs/1804.04235
     """

@@ -79,13 +79,17 @@ def muon(
         `learning_rate`.
 
     PyTorch: `torch.optim.Muon(lr, weight_decay, momentum=beta, nesterov,
-    ns_coefficients, eps, ns_steps)` (torch 2.9+; its default weight_decay is 0.1)
+    ns_coefficients, eps, ns_steps)` (torch 2.9+; its defaults: weight_decay 0.1,
+    eps 1e-7, used as a floor on the norm where we add it)
     takes 2-D params only (add Adam for the rest yourself), stores weights as (out,
     in), keeps no bias correction and runs Newton-Schulz in bfloat16: close, not the
     same numbers, and not compared here. The numbers are `optax.contrib.muon`'s.
     Pitfall: the matrix step has a fixed size (singular values near 1) however small
     the gradient, so decay the learning rate to converge; embeddings and the output
     layer are matrices too, yet are usually better trained with Adam.
+    In the flat layout (`jaxopt_edu.flat`) each leaf is sliced out of the buffer and
+    put back, so compilation grows with the number of leaves and takes several times
+    longer than in pytree mode (see docs/benchmarks.md): prefer the pytree layout here.
     Reference: Jordan et al. 2024, Muon, https://kellerjordan.github.io/posts/muon/;
     Bernstein & Newhouse, Old Optimizer, New Norm, https://arxiv.org/abs/2409.20325
     """

@@ -123,6 +123,25 @@ def _without(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
     return shape[:axis] + shape[axis + 1 :]
 
 
+def _check_leaf_shape(owner, i, shape, r_old, c_old, v_old, factored, min_dim) -> None:
+    """The i-th update leaf must have the shape the state was built for (no broadcasting)."""
+    shape = tuple(shape)
+    if v_old is not None:
+        ok, expected = tuple(v_old.shape) == shape, tuple(v_old.shape)
+    else:
+        axes = _factored_axes(shape, factored, min_dim)
+        ok = axes is not None and (
+            tuple(r_old.shape) == _without(shape, axes[1])
+            and tuple(c_old.shape) == _without(shape, axes[0])
+        )
+        expected = f"a shape whose row/column moments are {r_old.shape}/{c_old.shape}"
+    if not ok:
+        raise ValueError(
+            f"{owner}: update leaf {i} has shape {shape} but the state was built for "
+            f"{expected}. Pass updates shaped like the params given to `init`."
+        )
+
+
 def _v_dtype(dtype: np.dtype) -> np.dtype:
     """Storage of a full second moment: the leaf's (real) dtype, float16 widened to float32.
 
@@ -171,8 +190,10 @@ def scale_by_factored_rms(
       epsilon: $\\epsilon_1 \\ge 0$, added to $g^2$ before averaging.
 
     PyTorch: `torch.optim.Adafactor` (torch >= 2.5) has this scaling inside it, but
-    clamps $\\hat V$ from below by its eps instead of adding $\\epsilon_1$ to $g^2$ and
-    factors every tensor of 2+ dims; the numbers are not compared here.
+    clamps $\\hat V$ from below by $\\epsilon_1^2$ (its eps1 defaults to the dtype's
+    machine epsilon) instead of adding $\\epsilon_1$ to $g^2$, and factors the LAST two
+    dims of every tensor of 2+ dims, with no minimum size; the numbers are not
+    compared here.
     Pitfall: $\\hat\\beta_{2,t} \\to 1$, so late in training the estimate hardly moves;
     with $\\epsilon_1 = 0$ a row or column of zero gradients divides 0 by 0.
     Reference: Shazeer & Stern, Adafactor, https://arxiv.org/abs/1804.04235
@@ -219,7 +240,9 @@ def scale_by_factored_rms(
         beta = 1 - s ** (-c)
 
         outs, rows, cols, full = [], [], [], []
-        for g, r_old, c_old, v_old in zip(views, state.v_row, state.v_col, state.v, strict=True):
+        leaves = zip(views, state.v_row, state.v_col, state.v, strict=True)
+        for i, (g, r_old, c_old, v_old) in enumerate(leaves):
+            _check_leaf_shape(owner, i, g.shape, r_old, c_old, v_old, factored, min_dim)
             dt = tree.compute_dtype(g)
             rdt = _real(dt)
             gc = g.astype(dt)

@@ -60,7 +60,8 @@ def scale_by_lion(
     Pitfall: each coordinate moves by the full step size every step, so the learning
     rate must be 3 to 10 times smaller than Adam's (and the decoupled weight decay 3
     to 10 times larger, to keep $\\eta\\lambda$); with bfloat16 storage an increment
-    $(1-\\beta_2) g$ below $m$'s rounding step (1/256 of $|m|$) is lost.
+    $(1-\\beta_2) g$ below half of $m$'s rounding step (between $|m|/512$ and
+    $|m|/256$) is lost.
     Reference: Chen et al., Symbolic Discovery of Optimization Algorithms, 2023,
     https://arxiv.org/abs/2302.06675
     """
