@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from oracle_utils import trajectory
 
 import jaxopt_edu as jo
 from jaxopt_edu import flat, testing
@@ -62,21 +63,6 @@ def problem():
     return params, loss
 
 
-def trajectory(tx, params, loss, apply, steps=STEPS):
-    state = tx.init(params)
-    out = [params]
-
-    @jax.jit
-    def step(p, s):
-        u, s = tx.update(jax.grad(loss)(p), s, p)
-        return apply(p, u), s
-
-    for _ in range(steps):
-        params, state = step(params, state)
-        out.append(params)
-    return jax.tree.map(lambda *xs: np.stack(xs), *out)
-
-
 def optax_twin(**kw):
     return optax.adafactor(**kw, decay_rate=jnp.asarray(0.8, jnp.float64))
 
@@ -89,9 +75,9 @@ def assert_moved(traj):
 
 def compare_with_optax(ours_kw, theirs_kw, rtol=1e-9, atol=1e-12):
     params, loss = problem()
-    ours = trajectory(adafactor(**ours_kw), params, loss, jo.apply_updates)
+    ours = trajectory(adafactor(**ours_kw), params, loss, jo.apply_updates, steps=STEPS)
     with jax.numpy_dtype_promotion("standard"):  # optax itself is not strict-clean
-        theirs = trajectory(optax_twin(**theirs_kw), params, loss, optax.apply_updates)
+        theirs = trajectory(optax_twin(**theirs_kw), params, loss, optax.apply_updates, steps=STEPS)
     for k in ours:
         np.testing.assert_allclose(ours[k], theirs[k], rtol=rtol, atol=atol, err_msg=k)
     assert_moved(ours)
@@ -127,7 +113,7 @@ def test_variant_matches_optax(x64):
     # by float32 rounding only
     params, loss = problem()
     tx = adafactor(**VARIANT)
-    rounded = trajectory(tx, params, loss, jo.apply_updates)
+    rounded = trajectory(tx, params, loss, jo.apply_updates, steps=STEPS)
     for k in exact:
         np.testing.assert_allclose(rounded[k], exact[k], rtol=1e-5, atol=1e-6, err_msg=k)
     dtypes = {x.dtype for x in jax.tree.leaves(tx.init(params)) if x.ndim > 0}

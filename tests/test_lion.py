@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from oracle_utils import max_rel_err, trajectory
 
 from jaxopt_edu import flat, testing, tree
 from jaxopt_edu.base import apply_updates
@@ -32,27 +33,6 @@ def problem():
         )
 
     return params, loss
-
-
-def trajectory(tx, params, loss, apply, steps=STEPS, state=None):
-    """Every iterate of `steps` jitted steps, stacked along a new first axis."""
-    state = tx.init(params) if state is None else state
-    out = [params]
-
-    @jax.jit
-    def step(p, s):
-        u, s = tx.update(jax.grad(loss)(p), s, p)
-        return apply(p, u), s
-
-    for _ in range(steps):
-        params, state = step(params, state)
-        out.append(params)
-    return jax.tree.map(lambda *xs: np.stack(xs), *out)
-
-
-def max_rel_err(a, b):
-    errs = jax.tree.map(lambda x, y: np.max(np.abs(x - y) / np.maximum(np.abs(y), 1e-12)), a, b)
-    return max(jax.tree.leaves(errs))
 
 
 def moved(traj):

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from oracle_utils import max_rel_err, trajectory
 
 import jaxopt_edu as jo
 from jaxopt_edu import flat, testing
@@ -37,26 +38,6 @@ def problem(dtype=None):
         return fit + 0.05 * jnp.sum(jnp.sin(3.0 * p["w1"]))
 
     return params, loss
-
-
-def trajectory(tx, params, loss, apply, steps=STEPS):
-    state = tx.init(params)
-    out = [params]
-
-    @jax.jit
-    def step(p, s):
-        u, s = tx.update(jax.grad(loss)(p), s, p)
-        return apply(p, u), s
-
-    for _ in range(steps):
-        params, state = step(params, state)
-        out.append(params)
-    return jax.tree.map(lambda *xs: np.stack(xs), *out)
-
-
-def max_rel_err(a, b):
-    errs = jax.tree.map(lambda x, y: np.max(np.abs(x - y) / np.maximum(np.abs(y), 1e-12)), a, b)
-    return max(jax.tree.leaves(errs))
 
 
 def moved(run):
@@ -95,9 +76,11 @@ def test_matches_optax_muon_in_float64(name, x64):
     # values up), so this problem keeps descending for the 100 steps.
     kwargs = CONFIGS[name]
     params, loss = problem()
-    ours = trajectory(muon(**kwargs), params, loss, jo.apply_updates)
+    ours = trajectory(muon(**kwargs), params, loss, jo.apply_updates, steps=STEPS)
     with jax.numpy_dtype_promotion("standard"):  # optax is not strict-clean
-        theirs = trajectory(optax.contrib.muon(**kwargs), params, loss, optax.apply_updates)
+        theirs = trajectory(
+            optax.contrib.muon(**kwargs), params, loss, optax.apply_updates, steps=STEPS
+        )
     err = max_rel_err(ours, theirs)
     assert err < 1e-9, f"{name}: relative error {err:.3e} against optax.contrib.muon"
     assert moved(ours) > 0.1  # every leaf moved: the comparison has something to compare

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from oracle_utils import max_rel_err, trajectory
 from registry import CASES
 
 import jaxopt_edu as jo
@@ -32,26 +33,6 @@ def problem():
         )
 
     return params, loss
-
-
-def trajectory(tx, params, loss, apply):
-    state = tx.init(params)
-    out = [params]
-
-    @jax.jit
-    def step(p, s):
-        u, s = tx.update(jax.grad(loss)(p), s, p)
-        return apply(p, u), s
-
-    for _ in range(STEPS):
-        params, state = step(params, state)
-        out.append(params)
-    return jax.tree.map(lambda *xs: np.stack(xs), *out)
-
-
-def max_rel_err(a, b):
-    errs = jax.tree.map(lambda x, y: np.max(np.abs(x - y) / np.maximum(np.abs(y), 1e-12)), a, b)
-    return max(jax.tree.leaves(errs))
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.theirs], ids=lambda c: c.name)
