@@ -82,7 +82,7 @@ DEFAULT_OPTIMIZERS: dict[str, OptimizerSpec] = {
         _spec("nadamw", "Nadam with decoupled weight decay 1e-4", 3e-2, jo.nadamw),
         _spec("adamaxw", "Adamax with decoupled weight decay 1e-4", 5e-2, jo.adamaxw),
         _spec("lion", "sign of an interpolated momentum (weight decay 1e-3)", 3e-3, jo.lion),
-        _spec("adafactor", "factored second moments, relative step size", 3e-2, jo.adafactor),
+        _spec("adafactor", "factored second moments, relative step size", 1e-2, jo.adafactor),
         _spec("muon", "orthogonalized momentum for matrices, Nadam for the rest", 2e-2, jo.muon),
     ]
 }
