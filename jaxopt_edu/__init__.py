@@ -25,6 +25,7 @@ from jaxopt_edu.base import (
     with_extra_args_support,
 )
 from jaxopt_edu.combine import chain, named_chain
+from jaxopt_edu.flat import FlattenState, flatten
 from jaxopt_edu.hyper import HyperParams
 from jaxopt_edu.optimizers.adafactor import adafactor
 from jaxopt_edu.optimizers.adam import adam, adamax, adamaxw, adamw, amsgrad, nadam, nadamw
@@ -100,6 +101,7 @@ __version__ = "0.1.0"
 __all__ = [
     # core
     "EmptyState",
+    "FlattenState",
     "GradientTransformation",
     "GradientTransformationExtraArgs",
     "HyperParams",
@@ -111,6 +113,7 @@ __all__ = [
     "apply_updates",
     "apply_updates_stochastic",
     "chain",
+    "flatten",
     "identity",
     "incremental_update",
     "named_chain",

@@ -153,3 +153,63 @@ def test_weight_decay_mask_describes_the_user_tree_in_flat_mode(make, mask):
         u, state = unmasked.update(g, state, params)
         params = jo.apply_updates(params, u)
     assert not np.allclose(np.asarray(params["v"]), np.asarray(ours["flat"]["v"]), rtol=1e-4)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_flatten_wrapper_gives_pytree_numbers(case):
+    """`flatten(tx)`: the user keeps pytrees, the state is flat, the numbers are tx's."""
+    params = {
+        "w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4),
+        "b": jnp.linspace(0.2, 0.6, 4),
+        "s": jnp.asarray(0.7),
+    }
+    grads = jax.tree.map(lambda x: 0.3 * jnp.sin(3.0 * x) + 0.05, params)
+    plain, wrapped = case.ours(), jo.flatten(case.ours())
+    sp, sw = plain.init(params), wrapped.init(params)
+    assert isinstance(sw, jo.FlattenState)
+    pp = pw = params
+    for _ in range(4):
+        up, sp = plain.update(grads, sp, pp)
+        uw, sw = jax.jit(wrapped.update)(grads, sw, pw)
+        chex.assert_trees_all_equal_structs(uw, up)
+        pp, pw = jo.apply_updates(pp, up), jo.apply_updates(pw, uw)
+    chex.assert_trees_all_close(pw, pp, rtol=2e-5, atol=1e-6)
+    assert not np.allclose(np.asarray(pw["w"]), np.asarray(params["w"]))
+
+
+def test_flatten_matches_optax_flatten_and_keeps_dtypes():
+    import optax
+
+    params = {"w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), "h": jnp.ones(5, jnp.bfloat16)}
+    grads = jax.tree.map(lambda x: (0.1 * x + 0.02).astype(x.dtype), params)
+    ours, theirs = jo.flatten(jo.adam(0.05)), optax.flatten(optax.adam(0.05))
+    so = ours.init(params)
+    # one buffer per dtype: the bf16 leaf keeps bf16 moments' layout; optax promotes all
+    assert len(jax.tree.leaves(so.inner[0].mu)) == 2
+    with jax.numpy_dtype_promotion("standard"):
+        st = theirs.init(params)
+        ut, _ = theirs.update(grads, st, params)
+    uo, _ = ours.update(grads, so, params)
+    assert uo["h"].dtype == jnp.bfloat16
+    # float32: the two libraries round the bias corrections 1 - b^t differently
+    np.testing.assert_allclose(np.asarray(uo["w"]), np.asarray(ut["w"]), rtol=3e-5)
+
+
+def test_flatten_errors_name_the_argument():
+    params = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
+    tx = jo.flatten(jo.adam(0.1))
+    state = tx.init(params)
+    with pytest.raises(ValueError, match=r"`updates` has tree structure"):
+        tx.update({"w": jnp.ones((2, 3))}, state, params)
+    with pytest.raises(ValueError, match=r"`params` has leaf shapes or dtypes"):
+        tx.update(params, state, {"w": jnp.ones((3, 2)), "b": jnp.ones(3)})
+    with pytest.raises(ValueError, match="already a FlatTree"):
+        tx.update(flat.ravel(params), state, params)
+    with pytest.raises(ValueError, match="must be a GradientTransformation"):
+        jo.flatten(jo.adam)
+
+
+def test_flatten_passes_the_testing_kit():
+    from jaxopt_edu import testing
+
+    testing.check_all(jo.flatten(jo.adam(0.05)))
