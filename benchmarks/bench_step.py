@@ -214,10 +214,13 @@ def nbytes(tree):
 
 
 def prepare_lib(lib, chain, shapes, layout="pytree"):
-    """One library's step (`jaxopt_edu` or optax), on the user's pytree or on flat buffers."""
+    """One library's step (`jaxopt_edu` or optax) on the user's pytree ("pytree"), on flat
+    buffers ("flat"), or on the user's pytree with the state flat ("flatten": `jo.flatten`)."""
     wrap = flat.ravel if layout == "flat" else (lambda t: t)
     params, grads = wrap(make_arrays(shapes, 0)), wrap(make_arrays(shapes, 1))
     tx = build(lib, chain)
+    if layout == "flatten":
+        tx = lib.flatten(tx)
     state = tx.init(params)
     base = nbytes(params) + nbytes(grads) + nbytes(state)
 
@@ -282,6 +285,7 @@ def bench_row(chain, shapes, repeats, with_torch=True):
     runners |= {
         "ours_flat": prepare_lib(jo, chain, shapes, "flat"),
         "ours_pytree": prepare_lib(jo, chain, shapes, "pytree"),
+        "ours_flatten": prepare_lib(jo, chain, shapes, "flatten"),
         "optax": prepare_lib(optax, chain, shapes),
     }
     out = measure(runners, repeats)
@@ -328,7 +332,7 @@ def _ms(row, k):
 
 def summary_line(row):
     parts = [f"{row['tree']:6s} {row['chain']:18s}"]
-    for k in ("ours_flat", "ours_pytree", "optax", "torch_fused", "torch_foreach"):
+    for k in ("ours_flat", "ours_pytree", "ours_flatten", "optax", "torch_fused", "torch_foreach"):
         if k in row:
             parts.append(f"{k} {_ms(row, k)}")
     return " | ".join(parts)
@@ -341,10 +345,11 @@ def markdown(rows, device):
         "No roofline for adafactor (per-leaf factored moments) and muon (per-matrix "
         "matmuls); torch.optim has no Lion, and its Adafactor and Muon are not timed here.",
         "",
-        "| tree | chain | roofline ms | ours flat | ours pytree | optax | ours pytree / optax "
+        "| tree | chain | roofline ms | ours flat | ours pytree | ours flatten(pytree) | optax "
+        "| ours pytree / optax "
         "| torch fused | torch foreach | compile s: flat / pytree / optax "
         "| peak / (params+grads+state): flat / pytree / optax |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         roof = f"{row['roofline']['step_s'] * 1e3:.2f}" if "roofline" in row else "—"
@@ -358,7 +363,8 @@ def markdown(rows, device):
 
         lines.append(
             f"| {row['tree']} ({row['leaves']} leaves, {row['params'] / 1e6:.2f}M) | {row['chain']} "
-            f"| {roof} | {cell('ours_flat')} | {cell('ours_pytree')} | {cell('optax')} "
+            f"| {roof} | {cell('ours_flat')} | {cell('ours_pytree')} | {cell('ours_flatten')} "
+            f"| {cell('optax')} "
             f"| {row['ours_pytree']['step_s'] / row['optax']['step_s']:.2f} "
             f"| {cell('torch_fused')} | {cell('torch_foreach')} "
             f"| {row['ours_flat']['compile_s']:.2f} / {row['ours_pytree']['compile_s']:.2f} / "
