@@ -213,6 +213,9 @@ def nbytes(tree):
     return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 
+FLATTEN_MAX_LEAF: list[int | None] = [None]  # `--flatten-max-leaf`: jo.flatten's max_leaf_size
+
+
 def prepare_lib(lib, chain, shapes, layout="pytree"):
     """One library's step (`jaxopt_edu` or optax) on the user's pytree ("pytree"), on flat
     buffers ("flat"), or on the user's pytree with the state flat ("flatten": `jo.flatten`)."""
@@ -220,7 +223,7 @@ def prepare_lib(lib, chain, shapes, layout="pytree"):
     params, grads = wrap(make_arrays(shapes, 0)), wrap(make_arrays(shapes, 1))
     tx = build(lib, chain)
     if layout == "flatten":
-        tx = lib.flatten(tx)
+        tx = lib.flatten(tx, max_leaf_size=FLATTEN_MAX_LEAF[0])
     state = tx.init(params)
     base = nbytes(params) + nbytes(grads) + nbytes(state)
 
@@ -312,6 +315,7 @@ def run(trees, chains, repeats, quick, with_torch, on_row=None):
         n = sum(int(np.prod(s)) for s in shapes.values())
         for chain in chains:
             row = {"tree": tree_name, "leaves": len(shapes), "params": n, "chain": chain}
+            row["flatten_max_leaf"] = FLATTEN_MAX_LEAF[0]
             row |= bench_row(chain, shapes, repeats, with_torch)
             rows.append(row)
             print(summary_line(row), flush=True)
@@ -381,8 +385,15 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--quick", action="store_true", help="smaller trees, a smoke run")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument(
+        "--flatten-max-leaf",
+        type=int,
+        default=None,
+        help="max_leaf_size of the `ours flatten` column (default: pack every leaf)",
+    )
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "step.json"))
     args = ap.parse_args(argv)
+    FLATTEN_MAX_LEAF[0] = args.flatten_max_leaf
     trees = [t for t in args.trees.split(",") if t]
     chains = [c for c in args.chains.split(",") if c]
     bad = [t for t in trees if t not in TREES] + [c for c in chains if c not in CHAINS]

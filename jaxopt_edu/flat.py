@@ -62,21 +62,39 @@ class Layout(NamedTuple):
         return len(self.slots)
 
 
-def _layout_of(tree: chex.ArrayTree) -> Layout:
+def _layout_of(tree: chex.ArrayTree, max_leaf_size: int | None = None) -> Layout:
+    """One shared buffer per dtype; a leaf of more than `max_leaf_size` elements gets a
+    buffer of its own (a reshape of the leaf: no copy)."""
     leaves, treedef = jax.tree.flatten(tree)
     dtypes: list[str] = []
     sizes: list[int] = []
+    shared: dict[str, int] = {}
     slots = []
     for leaf in leaves:
         name = np.dtype(leaf.dtype).name
-        if name not in dtypes:
+        size = int(np.prod(leaf.shape, dtype=np.int64))
+        if max_leaf_size is not None and size > max_leaf_size:
+            dtypes.append(name)
+            sizes.append(size)
+            slots.append((len(dtypes) - 1, 0, tuple(leaf.shape)))
+            continue
+        if name not in shared:
+            shared[name] = len(dtypes)
             dtypes.append(name)
             sizes.append(0)
-        b = dtypes.index(name)
-        size = int(np.prod(leaf.shape, dtype=np.int64))
+        b = shared[name]
         slots.append((b, sizes[b], tuple(leaf.shape)))
         sizes[b] += size
     return Layout(treedef, tuple(dtypes), tuple(sizes), tuple(slots))
+
+
+def _check_max_leaf_size(owner: str, max_leaf_size) -> None:
+    if max_leaf_size is not None and (
+        isinstance(max_leaf_size, bool) or not isinstance(max_leaf_size, int) or max_leaf_size < 0
+    ):
+        raise ValueError(
+            f"{owner}: `max_leaf_size` must be None or a Python int >= 0, got {max_leaf_size!r}."
+        )
 
 
 @jax.tree_util.register_pytree_node_class
@@ -160,10 +178,14 @@ def _unravel_with_layout(layout: Layout):
     return unravel
 
 
-def ravel(tree: chex.ArrayTree) -> FlatTree:
+def ravel(tree: chex.ArrayTree, max_leaf_size: int | None = None) -> FlatTree:
     """Copy a pytree of arrays into a `FlatTree` (one buffer per dtype).
 
     $$\\text{buffer}_d = \\operatorname{concat}(\\operatorname{vec}(x_i) : \\operatorname{dtype}(x_i) = d)$$
+
+    With `max_leaf_size`, a leaf of more than that many elements keeps a buffer of
+    its own (no copy), and only the smaller leaves are packed together: the many
+    small leaves stop costing a kernel each, the large ones are never concatenated.
 
     Works on `jax.ShapeDtypeStruct` leaves (for abstract `init`) through `jax.eval_shape`.
 
@@ -173,19 +195,22 @@ def ravel(tree: chex.ArrayTree) -> FlatTree:
     params stay flat.
     Reference: Rajbhandari et al., ZeRO, https://arxiv.org/abs/1910.02054 (flat buffers)
     """
-    layout = _layout_of(tree)
+    _check_max_leaf_size("ravel", max_leaf_size)
+    layout = _layout_of(tree, max_leaf_size)
     leaves = jax.tree.leaves(tree)
     return FlatTree(_concat([jnp.asarray(x) for x in leaves], layout), layout)
 
 
-def _ravel_like(tree: chex.ArrayTree, layout: Layout, what: str) -> FlatTree:
+def _ravel_like(
+    tree: chex.ArrayTree, layout: Layout, what: str, max_leaf_size: int | None
+) -> FlatTree:
     """`ravel(tree)`, checking that it has the layout the state was built for."""
     if isinstance(tree, FlatTree):
         raise ValueError(
             f"flatten: `{what}` is already a FlatTree; `flatten(tx)` takes the user's pytree. "
             "Use `tx` itself on FlatTree params."
         )
-    got = _layout_of(tree)
+    got = _layout_of(tree, max_leaf_size)
     if got != layout:
         if got.treedef != layout.treedef:
             detail = f"tree structure {got.treedef} instead of {layout.treedef}"
@@ -219,7 +244,7 @@ class FlattenState:
         return f"FlattenState(inner={self.inner!r}, {self.layout.num_leaves} leaves)"
 
 
-def flatten(inner):
+def flatten(inner, max_leaf_size: int | None = None):
     """Run `inner` on flat buffers while the user keeps ordinary pytrees.
 
     $$\\text{updates} = \\operatorname{unravel}\\big(\\text{inner.update}(
@@ -235,13 +260,17 @@ def flatten(inner):
     Args:
       inner: any `GradientTransformation` of this library (or one written with
         `jaxopt_edu.tree`), e.g. `adam(1e-3)`.
+      max_leaf_size: None packs every leaf; an int keeps each leaf of more elements
+        than that as its own buffer (see `ravel`), so only the small leaves are
+        concatenated each step.
 
     PyTorch: the `foreach`/`fused` implementations group tensors the same way
     inside `torch.optim`; here it is an explicit wrapper.
     Pitfall: every step pays a concatenation of the gradients: on an accelerator,
     where per-leaf kernel launches dominate small leaves, this is usually faster
     than the per-leaf layout; on XLA:CPU the concatenation of large leaves makes a
-    step several times slower (docs/benchmarks.md). For the fastest step keep the
+    step several times slower (docs/benchmarks.md): there pass `max_leaf_size`
+    (e.g. 65536) so that only small leaves are packed. For the fastest step keep the
     params themselves flat (`ravel`), which needs no concatenation at all.
     Reference: optax's `flatten` (same contract, single-dtype ravel);
     Rajbhandari et al., ZeRO, https://arxiv.org/abs/1910.02054 (flat buffers)
@@ -251,15 +280,16 @@ def flatten(inner):
     if not hasattr(inner, "init") or not hasattr(inner, "update"):
         raise ValueError(f"flatten: `inner` must be a GradientTransformation, got {inner!r}.")
     inner = with_extra_args_support(inner)
+    _check_max_leaf_size("flatten", max_leaf_size)
 
     def init_fn(params):
-        fp = ravel(params)
+        fp = ravel(params, max_leaf_size)
         return FlattenState(inner.init(fp), fp.layout)
 
     def update_fn(updates, state, params=None, **extra_args):
         layout = state.layout
-        g = _ravel_like(updates, layout, "updates")
-        p = None if params is None else _ravel_like(params, layout, "params")
+        g = _ravel_like(updates, layout, "updates", max_leaf_size)
+        p = None if params is None else _ravel_like(params, layout, "params", max_leaf_size)
         u, inner_state = inner.update(g, state.inner, p, **extra_args)
         return u.unravel(), FlattenState(inner_state, layout)
 

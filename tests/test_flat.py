@@ -155,8 +155,9 @@ def test_weight_decay_mask_describes_the_user_tree_in_flat_mode(make, mask):
     assert not np.allclose(np.asarray(params["v"]), np.asarray(ours["flat"]["v"]), rtol=1e-4)
 
 
+@pytest.mark.parametrize("max_leaf_size", [None, 5], ids=["all-packed", "big-leaves-apart"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_flatten_wrapper_gives_pytree_numbers(case):
+def test_flatten_wrapper_gives_pytree_numbers(case, max_leaf_size):
     """`flatten(tx)`: the user keeps pytrees, the state is flat, the numbers are tx's."""
     params = {
         "w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4),
@@ -164,7 +165,7 @@ def test_flatten_wrapper_gives_pytree_numbers(case):
         "s": jnp.asarray(0.7),
     }
     grads = jax.tree.map(lambda x: 0.3 * jnp.sin(3.0 * x) + 0.05, params)
-    plain, wrapped = case.ours(), jo.flatten(case.ours())
+    plain, wrapped = case.ours(), jo.flatten(case.ours(), max_leaf_size=max_leaf_size)
     sp, sw = plain.init(params), wrapped.init(params)
     assert isinstance(sw, jo.FlattenState)
     pp = pw = params
@@ -213,3 +214,22 @@ def test_flatten_passes_the_testing_kit():
     from jaxopt_edu import testing
 
     testing.check_all(jo.flatten(jo.adam(0.05)))
+
+
+def test_ravel_keeps_big_leaves_in_their_own_buffers():
+    tree = {
+        "w": jnp.arange(12.0).reshape(3, 4),
+        "b": jnp.ones(4),
+        "h": jnp.ones(3, jnp.bfloat16),
+        "v": jnp.arange(6.0),
+    }
+    fp = flat.ravel(tree, max_leaf_size=5)
+    # b (4) and h (3) are packed per dtype; v (6) and w (12) are buffers of their own
+    assert sorted(x.size for x in fp.buffers) == [3, 4, 6, 12]
+    chex.assert_trees_all_equal(fp.unravel(), tree)
+    assert len(flat.ravel(tree).buffers) == 2  # default: one buffer per dtype
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="`max_leaf_size` must be None or a Python int"):
+            flat.ravel(tree, max_leaf_size=bad)
+    with pytest.raises(ValueError, match="`max_leaf_size`"):
+        jo.flatten(jo.adam(0.1), max_leaf_size=-3)
