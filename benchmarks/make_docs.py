@@ -79,7 +79,9 @@ def findings_section(cpu: Path, gpu: Path, gpu_flatten: Path | None = None) -> s
             lines.append(
                 f"  `flatten(tx)` (pytree API, flat state) / optax: "
                 f"{_ratios(big, 'ours_flatten', 'optax')} on the big trees, "
-                f"{_ratios(small, 'ours_flatten', 'optax')} on the small-leaf tree."
+                f"{_ratios(small, 'ours_flatten', 'optax')} on the small-leaf tree "
+                f"(against our own pytree mode: {_ratios(big, 'ours_flatten', 'ours_pytree')} "
+                f"and {_ratios(small, 'ours_flatten', 'ours_pytree')})."
             )
         if any("torch_fused" in r for r in rows):
             lines.append(
@@ -88,7 +90,7 @@ def findings_section(cpu: Path, gpu: Path, gpu_flatten: Path | None = None) -> s
             )
     lines += [
         "",
-        "Pytree mode (the drop-in API) runs at optax's speed, not faster, except where the "
+        "Pytree mode (the drop-in API) runs at about optax's speed, except where the "
         "chain lets XLA fuse more: both libraries leave XLA one kernel per moment and one "
         "per parameter update for every leaf (three loop fusions per leaf for Adam in "
         "XLA-CPU's compiled HLO), and every leaf brings several arrays across the `jit` "
@@ -99,8 +101,10 @@ def findings_section(cpu: Path, gpu: Path, gpu_flatten: Path | None = None) -> s
         "the per-leaf "
         "arrays altogether: use it when the step time matters. Keeping only the *state* "
         "flat under the pytree API (`flatten(tx)`) helps where per-leaf costs dominate, on "
-        "the GPU and on many small leaves, and hurts large leaves on this CPU, where the "
-        "concatenation costs more than it saves (next section).",
+        "the GPU and on many small leaves. On this CPU, packing large leaves costs more "
+        "than it saves (next section), so the CPU rows keep leaves above 65536 elements "
+        "apart (`max_leaf_size`); chains that read the params (weight decay: clip+adamw, "
+        "lion) still pay about one extra full-size copy per step under `flatten` there.",
         "",
         "On this CPU torch's fused Adam/AdamW reads and writes each word once in one loop; "
         "XLA splits the same update into three loops (new m, new v, then the parameter), "
@@ -109,8 +113,8 @@ def findings_section(cpu: Path, gpu: Path, gpu_flatten: Path | None = None) -> s
         "",
         "Per-leaf optimizers (adafactor's factored moments, muon's matrices) have no "
         "roofline kernel. In the flat layout they slice every leaf out of the buffer and "
-        "concatenate the results back: on the GPU that is still the fastest layout (at "
-        "about twice the peak memory), but "
+        "concatenate the results back: on the GPU that is still the fastest layout for the "
+        "GPT tree (at about twice the peak memory), but "
         "on this CPU it compiles several times longer than pytree mode and its step can "
         "be slower, so there the pytree layout is the one to use for them. On this CPU "
         "Lion keeps one extra buffer at its peak in every library (not on the GPU): its "

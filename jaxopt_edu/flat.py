@@ -35,6 +35,7 @@ new `FlatTree` (and optimizer state) after such a change.
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any, NamedTuple
 
 import chex
@@ -64,7 +65,7 @@ class Layout(NamedTuple):
 
 def _layout_of(tree: chex.ArrayTree, max_leaf_size: int | None = None) -> Layout:
     """One shared buffer per dtype; a leaf of more than `max_leaf_size` elements gets a
-    buffer of its own (a reshape of the leaf: no copy)."""
+    buffer of its own (a reshape of the leaf: no copy inside `jit`)."""
     leaves, treedef = jax.tree.flatten(tree)
     dtypes: list[str] = []
     sizes: list[int] = []
@@ -90,10 +91,12 @@ def _layout_of(tree: chex.ArrayTree, max_leaf_size: int | None = None) -> Layout
 
 def _check_max_leaf_size(owner: str, max_leaf_size) -> None:
     if max_leaf_size is not None and (
-        isinstance(max_leaf_size, bool) or not isinstance(max_leaf_size, int) or max_leaf_size < 0
+        isinstance(max_leaf_size, bool | np.bool_)
+        or not isinstance(max_leaf_size, Integral)
+        or max_leaf_size < 0
     ):
         raise ValueError(
-            f"{owner}: `max_leaf_size` must be None or a Python int >= 0, got {max_leaf_size!r}."
+            f"{owner}: `max_leaf_size` must be None or an integer >= 0, got {max_leaf_size!r}."
         )
 
 
@@ -184,8 +187,9 @@ def ravel(tree: chex.ArrayTree, max_leaf_size: int | None = None) -> FlatTree:
     $$\\text{buffer}_d = \\operatorname{concat}(\\operatorname{vec}(x_i) : \\operatorname{dtype}(x_i) = d)$$
 
     With `max_leaf_size`, a leaf of more than that many elements keeps a buffer of
-    its own (no copy), and only the smaller leaves are packed together: the many
-    small leaves stop costing a kernel each, the large ones are never concatenated.
+    its own (a reshape: no copy inside `jit`), and only the smaller leaves are packed
+    together, one buffer per dtype: the many small leaves stop costing a kernel each,
+    the large ones are never concatenated.
 
     Works on `jax.ShapeDtypeStruct` leaves (for abstract `init`) through `jax.eval_shape`.
 
@@ -270,7 +274,10 @@ def flatten(inner, max_leaf_size: int | None = None):
     where per-leaf kernel launches dominate small leaves, this is usually faster
     than the per-leaf layout; on XLA:CPU the concatenation of large leaves makes a
     step several times slower (docs/benchmarks.md): there pass `max_leaf_size`
-    (e.g. 65536) so that only small leaves are packed. For the fastest step keep the
+    (e.g. 65536) so that only small leaves are packed. Chains that read the params
+    (weight decay) cost about one extra full-size copy per step under `flatten` on
+    XLA:CPU; the gradients' dtypes must match the params' (no bf16 params with f32
+    gradients). For the fastest step keep the
     params themselves flat (`ravel`), which needs no concatenation at all.
     Reference: optax's `flatten` (same contract, single-dtype ravel);
     Rajbhandari et al., ZeRO, https://arxiv.org/abs/1910.02054 (flat buffers)

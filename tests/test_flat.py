@@ -228,8 +228,21 @@ def test_ravel_keeps_big_leaves_in_their_own_buffers():
     assert sorted(x.size for x in fp.buffers) == [3, 4, 6, 12]
     chex.assert_trees_all_equal(fp.unravel(), tree)
     assert len(flat.ravel(tree).buffers) == 2  # default: one buffer per dtype
+    assert len(flat.ravel(tree, max_leaf_size=np.int64(5)).buffers) == 4  # numpy ints too
     for bad in (-1, 2.5, True):
-        with pytest.raises(ValueError, match="`max_leaf_size` must be None or a Python int"):
+        with pytest.raises(ValueError, match="`max_leaf_size` must be None or an integer"):
             flat.ravel(tree, max_leaf_size=bad)
     with pytest.raises(ValueError, match="`max_leaf_size`"):
         jo.flatten(jo.adam(0.1), max_leaf_size=-3)
+
+
+def test_flat_mask_puts_no_parameter_sized_constant_in_the_program():
+    """A static mask over a FlatTree is built in the program, not embedded as a constant."""
+    params = {"w": jnp.zeros((512, 512)), "b": jnp.zeros(512), "v": jnp.zeros((256, 512))}
+    fp = flat.ravel(params)
+    tx = jo.adamw(0.1, weight_decay=0.1, mask=lambda t: jax.tree.map(lambda x: x.ndim == 2, t))
+    state = tx.init(fp)
+    text = jax.jit(tx.update).lower(fp, state, fp).as_text()
+    assert len(text) < 100_000, len(text)  # a dense bool constant alone would be ~400k params
+    u, _ = tx.update(fp, state, fp)
+    assert u.unravel()["w"].shape == (512, 512)

@@ -57,25 +57,42 @@ def _is_flat(node) -> bool:
 
 
 def _flat_mask(node: FlatTree, masks: list) -> Any:
-    """The per-leaf masks of one FlatTree's original leaves as one mask per buffer.
+    """The per-leaf masks of one FlatTree's original leaves, laid out like its buffers.
 
-    Python booleans (the usual case: a mask built from paths or shapes) become one
-    static numpy array per buffer, so the masked update stays one elementwise op on
-    the buffer; traced per-leaf masks are broadcast and concatenated."""
+    A buffer whose leaves are all True (or all False) gets that Python bool, so the
+    masked update costs nothing extra; a mixed buffer gets a boolean array built in
+    the program from one `full` per run of equal leaves (no parameter-sized constant
+    in the compiled program); traced per-leaf masks are broadcast and concatenated."""
     layout = node.layout
-    if all(m is True for m in masks):
-        return True
-    if all(m is False for m in masks):
-        return False
-    if all(isinstance(m, bool) for m in masks):
-        bufs = [np.zeros(n, bool) for n in layout.sizes]
-        for m, (b, offset, shape) in zip(masks, layout.slots, strict=True):
-            bufs[b][offset : offset + int(np.prod(shape))] = m
-        return FlatTree(tuple(bufs), layout)
-    parts: list[list[jax.Array]] = [[] for _ in layout.sizes]
+    per_buffer: list[list[tuple[Any, tuple[int, ...]]]] = [[] for _ in layout.sizes]
     for m, (b, _, shape) in zip(masks, layout.slots, strict=True):
-        parts[b].append(jnp.broadcast_to(jnp.asarray(m, bool), shape).reshape(-1))
-    return FlatTree(tuple(jnp.concatenate(p) for p in parts), layout)
+        per_buffer[b].append((m, shape))
+    out = []
+    for parts in per_buffer:
+        values = [m for m, _ in parts]
+        if all(m is True for m in values):
+            out.append(True)
+        elif all(m is False for m in values):
+            out.append(False)
+        elif all(isinstance(m, bool) for m in values):
+            runs: list[list] = []  # [value, length] of consecutive leaves with equal masks
+            for m, shape in parts:
+                size = int(np.prod(shape, dtype=np.int64))
+                if runs and runs[-1][0] is m:
+                    runs[-1][1] += size
+                else:
+                    runs.append([m, size])
+            out.append(jnp.concatenate([jnp.full((n,), m) for m, n in runs]))
+        else:
+            out.append(
+                jnp.concatenate(
+                    [
+                        jnp.broadcast_to(jnp.asarray(m, bool), shape).reshape(-1)
+                        for m, shape in parts
+                    ]
+                )
+            )
+    return FlatTree(tuple(out), layout)
 
 
 def _mask_like_params(mask: MaskOrFn, params) -> Any:
