@@ -75,3 +75,13 @@ def test_bad_mask_is_named():
     tx = jo.add_decayed_weights(0.1, mask={"w": True})
     with pytest.raises(ValueError, match="mask"):
         tx.update(PARAMS, tx.init(PARAMS), PARAMS)
+
+
+def test_prefix_mask_errors_name_the_real_path():
+    p = {"enc": {"w": jnp.ones(2), "b": jnp.ones(2)}, "dec": {"w": jnp.ones(2)}, "s": jnp.ones(())}
+    missing = jo.add_decayed_weights(0.1, mask={"enc": True, "dec": False})
+    with pytest.raises(ValueError, match=r"no `mask` entry covers \['s'\] of `params`"):
+        missing.update(p, missing.init(p), p)
+    extra = jo.add_decayed_weights(0.1, mask={"enc": True, "dec": False, "s": True, "zz": True})
+    with pytest.raises(ValueError, match=r"`mask` has \['zz'\], which `params` lacks"):
+        extra.update(p, extra.init(p), p)

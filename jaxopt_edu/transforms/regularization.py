@@ -34,6 +34,33 @@ def _need_params(owner, params):
         )
 
 
+def _raise_prefix_mismatch(mask_tree, params) -> None:
+    """Name the paths that keep `mask_tree` from being a prefix of `params`.
+
+    A mask path is extra when it is no prefix of any params path; a params path is
+    uncovered when no mask path is a prefix of it (a mask leaf covers a sub-tree)."""
+    keystr = jax.tree_util.keystr
+    mask_paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(mask_tree)[0]]
+    param_paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+
+    def is_prefix(a, b):
+        return len(a) <= len(b) and tuple(b[: len(a)]) == tuple(a)
+
+    extra = [keystr(m) for m in mask_paths if not any(is_prefix(m, q) for q in param_paths)]
+    missing = [keystr(q) for q in param_paths if not any(is_prefix(m, q) for m in mask_paths)]
+    parts = []
+    if extra:
+        parts.append(f"`mask` has {', '.join(extra[:5])}, which `params` lacks")
+    if missing:
+        parts.append(f"no `mask` entry covers {', '.join(missing[:5])} of `params`")
+    if parts:
+        raise ValueError(
+            "; ".join(parts) + ". A mask is a tree of booleans like the params or a prefix "
+            "of it (one boolean for a whole sub-tree), describing the original pytree."
+        )
+    tree.check_match(mask_tree, params, "mask", "params", shapes=False)  # raises, naming it
+
+
 def _mask_tree(mask: MaskOrFn, params) -> Any:
     """The boolean mask tree (True = regularize this leaf); all True when mask is None."""
     if mask is None:
@@ -43,7 +70,7 @@ def _mask_tree(mask: MaskOrFn, params) -> Any:
     try:  # a mask may be a prefix of the params (one bool for a whole sub-tree), as in optax
         subtrees = mdef.flatten_up_to(params)
     except (ValueError, TypeError):
-        tree.check_match(m, params, "mask", "params", shapes=False)  # raises, naming the path
+        _raise_prefix_mismatch(m, params)
         raise
     full = [
         jax.tree.map(lambda _, b=b: b, sub)
