@@ -155,9 +155,16 @@ def test_weight_decay_mask_describes_the_user_tree_in_flat_mode(make, mask):
     assert not np.allclose(np.asarray(params["v"]), np.asarray(ours["flat"]["v"]), rtol=1e-4)
 
 
-@pytest.mark.parametrize("max_leaf_size", [None, 5], ids=["all-packed", "big-leaves-apart"])
+LAYOUTS = {
+    "all-packed": {},
+    "big-leaves-apart": {"max_leaf_size": 5},
+    "two-leaves-per-buffer": {"max_buffer_leaves": 2},
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS.values(), ids=LAYOUTS.keys())
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_flatten_wrapper_gives_pytree_numbers(case, max_leaf_size):
+def test_flatten_wrapper_gives_pytree_numbers(case, layout):
     """`flatten(tx)`: the user keeps pytrees, the state is flat, the numbers are tx's."""
     params = {
         "w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4),
@@ -165,9 +172,10 @@ def test_flatten_wrapper_gives_pytree_numbers(case, max_leaf_size):
         "s": jnp.asarray(0.7),
     }
     grads = jax.tree.map(lambda x: 0.3 * jnp.sin(3.0 * x) + 0.05, params)
-    plain, wrapped = case.ours(), jo.flatten(case.ours(), max_leaf_size=max_leaf_size)
+    plain, wrapped = case.ours(), jo.flatten(case.ours(), **layout)
     sp, sw = plain.init(params), wrapped.init(params)
     assert isinstance(sw, jo.FlattenState)
+    assert sw.layout.num_leaves == 3 and len(sw.layout.sizes) == (1 if not layout else 2)
     pp = pw = params
     for _ in range(4):
         up, sp = plain.update(grads, sp, pp)
@@ -202,8 +210,10 @@ def test_flatten_errors_name_the_argument():
     state = tx.init(params)
     with pytest.raises(ValueError, match=r"`updates` has tree structure"):
         tx.update({"w": jnp.ones((2, 3))}, state, params)
-    with pytest.raises(ValueError, match=r"`params` has leaf shapes or dtypes"):
+    with pytest.raises(ValueError, match=r"`params` leaf \['w'\] is float32\[3, 2\], but the "):
         tx.update(params, state, {"w": jnp.ones((3, 2)), "b": jnp.ones(3)})
+    with pytest.raises(ValueError, match=r"`updates` leaf \['b'\] is bfloat16\[3\]"):
+        tx.update({"w": jnp.ones((2, 3)), "b": jnp.ones(3, jnp.bfloat16)}, state, params)
     with pytest.raises(ValueError, match="already a FlatTree"):
         tx.update(flat.ravel(params), state, params)
     with pytest.raises(ValueError, match="must be a GradientTransformation"):
@@ -234,6 +244,57 @@ def test_ravel_keeps_big_leaves_in_their_own_buffers():
             flat.ravel(tree, max_leaf_size=bad)
     with pytest.raises(ValueError, match="`max_leaf_size`"):
         jo.flatten(jo.adam(0.1), max_leaf_size=-3)
+
+
+def test_ravel_caps_the_leaves_of_a_shared_buffer():
+    tree = {f"x{i}": jnp.full((i + 1,), float(i)) for i in range(7)}
+    tree["h"] = jnp.ones(2, jnp.bfloat16)
+    tree["w"] = jnp.arange(20.0)
+    fp = flat.ravel(tree, max_buffer_leaves=3)
+    # treedef order h (bf16), w, x0..x6: the float32 leaves fill buffers of 3, 3 and 2
+    per_buffer = [sum(s[0] == b for s in fp.layout.slots) for b in range(len(fp.buffers))]
+    assert per_buffer == [1, 3, 3, 2]
+    assert [x.size for x in fp.buffers] == [2, 20 + 1 + 2, 3 + 4 + 5, 6 + 7]
+    chex.assert_trees_all_equal(fp.unravel(), tree)
+    both = flat.ravel(tree, max_leaf_size=10, max_buffer_leaves=3)
+    # w (20) keeps a buffer of its own and does not count; x0..x6 fill 3 + 3 + 1
+    assert [x.size for x in both.buffers] == [2, 20, 1 + 2 + 3, 4 + 5 + 6, 7]
+    chex.assert_trees_all_equal(both.unravel(), tree)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="`max_buffer_leaves` must be None or an integer >= 1"):
+            flat.ravel(tree, max_buffer_leaves=bad)
+    with pytest.raises(ValueError, match="`max_buffer_leaves`"):
+        jo.flatten(jo.adam(0.1), max_buffer_leaves=0)
+
+
+def test_flatten_defaults_follow_the_measurements():
+    """ "auto" keeps leaves above 65536 elements apart on a CPU; 64 leaves per buffer."""
+    tree = {"big": jnp.zeros(70_000), **{f"s{i:03d}": jnp.zeros(3) for i in range(130)}}
+    layout = jo.flatten(jo.adam(0.1)).init(tree).layout
+    assert jax.default_backend() == "cpu"  # CI has no accelerator
+    per_buffer = sorted(sum(s[0] == b for s in layout.slots) for b in range(len(layout.sizes)))
+    assert per_buffer == [1, 2, 64, 64]  # big alone; 130 small leaves in 64 + 64 + 2
+    packed = jo.flatten(jo.adam(0.1), max_leaf_size=None, max_buffer_leaves=None).init(tree)
+    assert len(packed.layout.sizes) == 1
+    abstract = jax.eval_shape(jo.flatten(jo.adam(0.1)).init, tree)  # tracers: default backend
+    assert abstract.layout is layout
+    with pytest.raises(ValueError, match="`max_leaf_size` must be 'auto', None or an integer"):
+        jo.flatten(jo.adam(0.1), max_leaf_size="big")
+
+
+def test_layouts_are_interned_hashed_once_and_pickle():
+    """Equal layouts are one object, so `jit` compares FlatTrees by identity each call."""
+    import pickle
+
+    tree = {"w": jnp.ones((3, 4)), "b": jnp.ones(4)}
+    a = flat.ravel(tree)
+    b = flat.ravel(jax.tree.map(lambda x: 2 * x, tree))
+    assert a.layout is b.layout and hash(a.layout) == hash(b.layout)
+    assert flat.ravel(tree, max_leaf_size=5).layout != a.layout
+    back = pickle.loads(pickle.dumps(a))
+    assert back.layout is a.layout
+    chex.assert_trees_all_equal(back.unravel(), tree)
+    assert "2 leaves" in repr(a.layout)
 
 
 def test_flat_mask_puts_no_parameter_sized_constant_in_the_program():
