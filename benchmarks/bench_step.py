@@ -213,7 +213,9 @@ def nbytes(tree):
     return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 
-FLATTEN_MAX_LEAF: list[int | None] = [None]  # `--flatten-max-leaf`: jo.flatten's max_leaf_size
+# keyword arguments of jo.flatten in the `ours flatten` column (`--flatten-max-leaf`,
+# `--flatten-max-buffer-leaves`); empty: the library's defaults
+FLATTEN_ARGS: dict = {}
 
 
 def prepare_lib(lib, chain, shapes, layout="pytree"):
@@ -223,7 +225,7 @@ def prepare_lib(lib, chain, shapes, layout="pytree"):
     params, grads = wrap(make_arrays(shapes, 0)), wrap(make_arrays(shapes, 1))
     tx = build(lib, chain)
     if layout == "flatten":
-        tx = lib.flatten(tx, max_leaf_size=FLATTEN_MAX_LEAF[0])
+        tx = lib.flatten(tx, **FLATTEN_ARGS)
     state = tx.init(params)
     base = nbytes(params) + nbytes(grads) + nbytes(state)
 
@@ -315,7 +317,7 @@ def run(trees, chains, repeats, quick, with_torch, on_row=None):
         n = sum(int(np.prod(s)) for s in shapes.values())
         for chain in chains:
             row = {"tree": tree_name, "leaves": len(shapes), "params": n, "chain": chain}
-            row["flatten_max_leaf"] = FLATTEN_MAX_LEAF[0]
+            row["flatten_args"] = dict(FLATTEN_ARGS)
             row |= bench_row(chain, shapes, repeats, with_torch)
             rows.append(row)
             print(summary_line(row), flush=True)
@@ -387,13 +389,27 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument(
         "--flatten-max-leaf",
-        type=int,
         default=None,
-        help="max_leaf_size of the `ours flatten` column (default: pack every leaf)",
+        help="max_leaf_size of the `ours flatten` column: an int, 'none' or 'auto' "
+        "(default: the library's, 'auto')",
+    )
+    ap.add_argument(
+        "--flatten-max-buffer-leaves",
+        default=None,
+        help="max_buffer_leaves of the `ours flatten` column: an int or 'none' "
+        "(default: the library's, 64)",
     )
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "step.json"))
     args = ap.parse_args(argv)
-    FLATTEN_MAX_LEAF[0] = args.flatten_max_leaf
+    FLATTEN_ARGS.clear()
+    for key, value in (
+        ("max_leaf_size", args.flatten_max_leaf),
+        ("max_buffer_leaves", args.flatten_max_buffer_leaves),
+    ):
+        if value is not None:
+            FLATTEN_ARGS[key] = (
+                None if value == "none" else value if value == "auto" else int(value)
+            )
     trees = [t for t in args.trees.split(",") if t]
     chains = [c for c in args.chains.split(",") if c]
     bad = [t for t in trees if t not in TREES] + [c for c in chains if c not in CHAINS]

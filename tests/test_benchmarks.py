@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +15,7 @@ sys.path.insert(0, str(BENCH))
 
 bench_step = pytest.importorskip("bench_step")
 bench_pytree_layouts = pytest.importorskip("bench_pytree_layouts")
+bench_train_step = pytest.importorskip("bench_train_step")
 make_docs = pytest.importorskip("make_docs")
 
 # the benchmarks call optax, which is not clean under the suite's strict promotion
@@ -112,6 +114,39 @@ def test_pytree_layout_variants_agree(capsys, tmp_path):
         ["--trees", "small", "--leaves", "6", "--repeats", "2", "--out", str(tmp_path / "l.json")]
     )
     assert capsys.readouterr().out.count("small (6 leaves)") == 3
+
+
+def test_train_step_variants_agree(tmp_path):
+    """Every layout of the training-step benchmark takes the same Adam step."""
+    shapes = {f"l{i}": (3,) if i % 2 else (2, 2) for i in range(7)}
+    params = bench_step.make_arrays(shapes, 0)
+    x = jnp.asarray(0.5, jnp.float32)
+    ref = None
+    for name, (step, p, s) in bench_train_step.variants(params).items():
+        for _ in range(2):
+            p, s = step(p, x, s)
+        got = p.unravel() if isinstance(p, bench_train_step.flat.FlatTree) else p
+        if name == "model_sgd":
+            sgd = got
+            continue
+        if ref is None:
+            ref = got
+        chex.assert_trees_all_close(got, ref, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(flat(ref), flat(sgd))  # Adam is not plain SGD
+    out = tmp_path / "train.json"
+    bench_train_step.main(["--leaves", "6", "--repeats", "2", "--out", str(out)])
+    data = json.loads(out.read_text())
+    assert data["leaves"] == 6 and set(data["results"]) == {
+        "model_sgd",
+        "optax",
+        "ours_pytree",
+        "ours_flatten",
+        "ours_flatten_one_buffer",
+        "ours_flat",
+        "ours_flat_64",
+    }
+    text = make_docs.train_step_section(out)
+    assert "| ours_flat_64 |" in text and "6 leaves" in text
 
 
 def test_make_docs_from_results(tmp_path):
