@@ -56,22 +56,35 @@ class Layout:
     A `Layout` is the static part of every `FlatTree`, so `jit` hashes and compares
     it on each call. Layouts are interned (equal layouts are one object) and keep
     their hash, so those checks cost nanoseconds; comparing two 2000-leaf layouts
-    field by field costs about 80 us, paid several times per step otherwise.
+    field by field costs about 80 us, paid several times per step otherwise. A
+    `Layout` is immutable.
     """
+
+    treedef: Any
+    dtypes: tuple[str, ...]
+    sizes: tuple[int, ...]
+    slots: tuple[tuple[int, int, tuple[int, ...]], ...]
 
     __slots__ = ("treedef", "dtypes", "sizes", "slots", "_hash", "__weakref__")
     _interned: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
     def __new__(cls, treedef: Any, dtypes: tuple, sizes: tuple, slots: tuple):
         fields = (treedef, tuple(dtypes), tuple(sizes), tuple(slots))
-        found = cls._interned.get(fields)
+        # PyTreeDef equality ignores the type of dict keys and node data ({1: x} equals
+        # {1.0: x}); the text tells them apart, so each treedef keeps its own layout
+        key = (str(treedef), *fields)
+        found = cls._interned.get(key)
         if found is not None:
             return found
         self = super().__new__(cls)
-        self.treedef, self.dtypes, self.sizes, self.slots = fields
-        self._hash = hash(fields)
-        cls._interned[fields] = self
+        for name, value in zip(("treedef", "dtypes", "sizes", "slots"), fields, strict=True):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_hash", hash(fields))
+        cls._interned[key] = self
         return self
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Layout is immutable: cannot set `{name}`")
 
     def __reduce__(self):
         return (Layout, self._key())
@@ -226,7 +239,7 @@ def _unravel_with_layout(layout: Layout):
 def ravel(
     tree: chex.ArrayTree, max_leaf_size: int | None = None, max_buffer_leaves: int | None = None
 ) -> FlatTree:
-    """Copy a pytree of arrays into a `FlatTree` (one buffer per dtype).
+    """Copy a pytree of arrays into a `FlatTree` (by default one buffer per dtype).
 
     $$\\text{buffer}_d = \\operatorname{concat}(\\operatorname{vec}(x_i) : \\operatorname{dtype}(x_i) = d)$$
 
@@ -236,17 +249,18 @@ def ravel(
     the large ones are never concatenated. With `max_buffer_leaves`, at most that
     many leaves share a buffer.
 
-        Works on `jax.ShapeDtypeStruct` leaves (for abstract `init`) through `jax.eval_shape`.
+    Works on `jax.ShapeDtypeStruct` leaves (for abstract `init`) through `jax.eval_shape`.
 
     PyTorch: `torch.nn.utils.parameters_to_vector` (one dtype only, and a copy
     every call; here you ravel once and keep the flat buffers).
     Pitfall: call it once before training, not inside the step: the point is that
     params stay flat. `unravel()` inside the loss takes one slice per leaf, and
     XLA's compile time grows faster than linearly with the slices taken from one
-    buffer: on 2000 small leaves a training step (loss, grad, Adam) compiled in
-    34-39 s with one buffer and 9-10 s with `max_buffer_leaves=64`, for the same
-    step time, while the optimizer step alone is fastest with one buffer
-    (docs/flat.md). Pass `max_buffer_leaves=64` for models with many hundreds of leaves.
+    buffer: on 2000 small leaves a whole training step (loss, grad, Adam) compiled
+    about 3.6x faster with `max_buffer_leaves=64` than with one buffer, for no slower
+    a step, while the optimizer step alone is fastest with one buffer
+    (`benchmarks/bench_train_step.py`; docs/api/flat.md). Pass
+    `max_buffer_leaves=64` for models with many hundreds of leaves.
     Reference: Rajbhandari et al., ZeRO, https://arxiv.org/abs/1910.02054 (flat buffers)
     """
     _check_layout_args("ravel", max_leaf_size, max_buffer_leaves)
@@ -307,17 +321,25 @@ AUTO_CPU_MAX_LEAF = 65536
 """`flatten(max_leaf_size="auto")` on a CPU: larger leaves keep buffers of their own."""
 
 
+def _platforms(tree) -> set[str]:
+    """The platforms the leaves of `tree` live on, where that is known (concrete arrays,
+    `ShapeDtypeStruct`s with a sharding); empty for tracers and numpy arrays."""
+    found: set[str] = set()
+    for leaf in jax.tree.leaves(tree):
+        if isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer):
+            found.update(d.platform for d in leaf.devices())
+        elif isinstance(leaf, jax.ShapeDtypeStruct) and leaf.sharding is not None:
+            found.update(d.platform for d in leaf.sharding.device_set)
+    return found
+
+
 def _resolve_max_leaf_size(max_leaf_size, params) -> int | None:
-    """ "auto": 65536 when the params live on a CPU (or, for abstract params, when the
-    default backend is one), else None (pack every leaf)."""
+    """ "auto": 65536 when the params live on a CPU (when that is not known, as for
+    tracers, when the default backend is one), else None (pack every leaf)."""
     if not isinstance(max_leaf_size, str):
         return max_leaf_size
-    platform = jax.default_backend()
-    for leaf in jax.tree.leaves(params):
-        if isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer):
-            platform = next(iter(leaf.devices())).platform
-        break
-    return AUTO_CPU_MAX_LEAF if platform == "cpu" else None
+    platforms = _platforms(params) or {jax.default_backend()}
+    return AUTO_CPU_MAX_LEAF if platforms == {"cpu"} else None
 
 
 def flatten(inner, max_leaf_size: int | str | None = "auto", max_buffer_leaves: int | None = 64):
@@ -340,12 +362,15 @@ def flatten(inner, max_leaf_size: int | str | None = "auto", max_buffer_leaves: 
         (a reshape, never concatenated). None packs every leaf. "auto" (default):
         65536 when the params live on a CPU, where concatenating large leaves
         costs more than it saves, and None on an accelerator, where every leaf
-        left apart costs kernel launches.
+        left apart costs kernel launches. Where the params live is read from the
+        arrays given to `init` (or the sharding of `ShapeDtypeStruct`s); for
+        tracers and numpy arrays it is the default backend.
       max_buffer_leaves: at most this many leaves share one buffer (default 64).
         XLA's compile time grows faster than linearly with the number of slices
-        taken from one buffer: on 2000 small leaves, one shared buffer compiles in
-        2.5x optax's time and buffers of 64 leaves in 0.4x, for the same step time
-        (docs/benchmarks.md). None: one shared buffer per dtype.
+        taken from one buffer: on 2000 small leaves a training step with one
+        shared buffer compiled in about 2x optax's time, with buffers of 64 leaves
+        in about 0.5x, for the same step time (`benchmarks/bench_train_step.py`,
+        docs/benchmarks.md). None: one shared buffer per dtype.
 
     PyTorch: the `foreach`/`fused` implementations group tensors the same way
     inside `torch.optim`; here it is an explicit wrapper.
@@ -356,7 +381,10 @@ def flatten(inner, max_leaf_size: int | str | None = "auto", max_buffer_leaves: 
     params with f32 gradients). On the CPU, trees of large leaves gain nothing
     (the per-leaf step is already one loop per leaf); the gain is on many small
     leaves and on accelerators. For the fastest step keep the params themselves
-    flat (`ravel`), which needs no concatenation at all.
+    flat (`ravel`), which needs no concatenation at all. With "auto" the state's
+    layout depends on where `init` ran: a checkpoint of the state written on a
+    CPU does not load into a state built on a GPU; pass an int or None to
+    `max_leaf_size` when the state must move between them.
     Reference: optax's `flatten` (same contract, single-dtype ravel);
     Rajbhandari et al., ZeRO, https://arxiv.org/abs/1910.02054 (flat buffers)
     """

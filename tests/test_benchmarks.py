@@ -122,7 +122,11 @@ def test_train_step_variants_agree(tmp_path):
     params = bench_step.make_arrays(shapes, 0)
     x = jnp.asarray(0.5, jnp.float32)
     ref = None
-    for name, (step, p, s) in bench_train_step.variants(params).items():
+    runs = bench_train_step.variants(params, buffer_leaves=3)
+    # the cap is exercised: 7 leaves in buffers of 3 + 3 + 1, against one buffer
+    assert len(runs["ours_flat_64"][1].buffers) == 3 and len(runs["ours_flat"][1].buffers) == 1
+    assert len(runs["ours_flatten"][2].layout.sizes) == 3
+    for name, (step, p, s) in runs.items():
         for _ in range(2):
             p, s = step(p, x, s)
         got = p.unravel() if isinstance(p, bench_train_step.flat.FlatTree) else p

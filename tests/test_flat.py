@@ -268,33 +268,45 @@ def test_ravel_caps_the_leaves_of_a_shared_buffer():
 
 
 def test_flatten_defaults_follow_the_measurements():
-    """ "auto" keeps leaves above 65536 elements apart on a CPU; 64 leaves per buffer."""
+    """ "auto" keeps leaves above 65536 elements apart for params on a CPU; 64 leaves
+    per buffer."""
+    cpu = jax.devices("cpu")[0]
     tree = {"big": jnp.zeros(70_000), **{f"s{i:03d}": jnp.zeros(3) for i in range(130)}}
+    tree = jax.device_put(tree, cpu)
     layout = jo.flatten(jo.adam(0.1)).init(tree).layout
-    assert jax.default_backend() == "cpu"  # CI has no accelerator
     per_buffer = sorted(sum(s[0] == b for s in layout.slots) for b in range(len(layout.sizes)))
     assert per_buffer == [1, 2, 64, 64]  # big alone; 130 small leaves in 64 + 64 + 2
     packed = jo.flatten(jo.adam(0.1), max_leaf_size=None, max_buffer_leaves=None).init(tree)
     assert len(packed.layout.sizes) == 1
-    abstract = jax.eval_shape(jo.flatten(jo.adam(0.1)).init, tree)  # tracers: default backend
-    assert abstract.layout is layout
+    # abstract params with a CPU sharding resolve like the arrays they describe
+    spec = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+    assert jax.eval_shape(jo.flatten(jo.adam(0.1)).init, spec).layout is layout
+    # tracers (no device known): the default backend decides
+    traced = jax.eval_shape(jo.flatten(jo.adam(0.1)).init, tree).layout
+    assert (traced is layout) == (jax.default_backend() == "cpu")
     with pytest.raises(ValueError, match="`max_leaf_size` must be 'auto', None or an integer"):
         jo.flatten(jo.adam(0.1), max_leaf_size="big")
 
 
-def test_layouts_are_interned_hashed_once_and_pickle():
+def test_layouts_are_interned_immutable_and_pickle():
     """Equal layouts are one object, so `jit` compares FlatTrees by identity each call."""
+    import copy
     import pickle
 
     tree = {"w": jnp.ones((3, 4)), "b": jnp.ones(4)}
     a = flat.ravel(tree)
     b = flat.ravel(jax.tree.map(lambda x: 2 * x, tree))
-    assert a.layout is b.layout and hash(a.layout) == hash(b.layout)
+    assert a.layout is b.layout
     assert flat.ravel(tree, max_leaf_size=5).layout != a.layout
-    back = pickle.loads(pickle.dumps(a))
-    assert back.layout is a.layout
-    chex.assert_trees_all_equal(back.unravel(), tree)
+    for back in (pickle.loads(pickle.dumps(a)), copy.deepcopy(a), copy.copy(a)):
+        assert back.layout is a.layout
+        chex.assert_trees_all_equal(back.unravel(), tree)
     assert "2 leaves" in repr(a.layout)
+    with pytest.raises(AttributeError, match="immutable"):
+        a.layout.sizes = (1,)
+    # treedefs that jax calls equal but that differ in key types keep their own layout
+    as_int, as_float = flat.ravel({1: jnp.ones(2)}), flat.ravel({1.0: jnp.ones(2)})
+    assert list(as_int.unravel()) == [1] and isinstance(list(as_float.unravel())[0], float)
 
 
 def test_flat_mask_puts_no_parameter_sized_constant_in_the_program():
