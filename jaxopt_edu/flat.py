@@ -51,7 +51,8 @@ class Layout:
     """Where each leaf of the original pytree lives in the flat buffers (static, hashable).
 
     `slots[i] = (buffer, offset, shape)` for the i-th leaf in `treedef` order;
-    `dtypes[b]` and `sizes[b]` describe buffer `b`.
+    `dtypes[b]`, `sizes[b]` and `shapes[b]` describe buffer `b`: a shared buffer is
+    1-D, `(sizes[b],)`; a leaf kept apart by `max_leaf_size` keeps its own shape.
 
     A `Layout` is the static part of every `FlatTree`, so `jit` hashes and compares
     it on each call. Layouts are interned (equal layouts are one object) and keep
@@ -64,12 +65,17 @@ class Layout:
     dtypes: tuple[str, ...]
     sizes: tuple[int, ...]
     slots: tuple[tuple[int, int, tuple[int, ...]], ...]
+    shapes: tuple[tuple[int, ...], ...]
 
-    __slots__ = ("treedef", "dtypes", "sizes", "slots", "_hash", "__weakref__")
+    __slots__ = ("treedef", "dtypes", "sizes", "slots", "shapes", "_hash", "__weakref__")
     _interned: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
-    def __new__(cls, treedef: Any, dtypes: tuple, sizes: tuple, slots: tuple):
-        fields = (treedef, tuple(dtypes), tuple(sizes), tuple(slots))
+    def __new__(
+        cls, treedef: Any, dtypes: tuple, sizes: tuple, slots: tuple, shapes: tuple | None = None
+    ):
+        if shapes is None:
+            shapes = tuple((n,) for n in sizes)
+        fields = (treedef, tuple(dtypes), tuple(sizes), tuple(slots), tuple(shapes))
         # PyTreeDef equality ignores the type of dict keys and node data ({1: x} equals
         # {1.0: x}); the text tells them apart, so each treedef keeps its own layout
         key = (str(treedef), *fields)
@@ -77,7 +83,8 @@ class Layout:
         if found is not None:
             return found
         self = super().__new__(cls)
-        for name, value in zip(("treedef", "dtypes", "sizes", "slots"), fields, strict=True):
+        names = ("treedef", "dtypes", "sizes", "slots", "shapes")
+        for name, value in zip(names, fields, strict=True):
             object.__setattr__(self, name, value)
         object.__setattr__(self, "_hash", hash(fields))
         cls._interned[key] = self
@@ -90,7 +97,7 @@ class Layout:
         return (Layout, self._key())
 
     def _key(self) -> tuple:
-        return (self.treedef, self.dtypes, self.sizes, self.slots)
+        return (self.treedef, self.dtypes, self.sizes, self.slots, self.shapes)
 
     def __hash__(self) -> int:
         return self._hash
@@ -114,11 +121,12 @@ def _layout_of(
     tree: chex.ArrayTree, max_leaf_size: int | None = None, max_buffer_leaves: int | None = None
 ) -> Layout:
     """Shared buffers per dtype; a leaf of more than `max_leaf_size` elements gets a
-    buffer of its own (a reshape of the leaf: no copy inside `jit`), and a shared
+    buffer of its own (the leaf itself, in its own shape), and a shared
     buffer holds at most `max_buffer_leaves` leaves (then the next one starts)."""
     leaves, treedef = jax.tree.flatten(tree)
     dtypes: list[str] = []
     sizes: list[int] = []
+    own: dict[int, tuple[int, ...]] = {}  # buffer -> shape, for leaves kept apart
     shared: dict[str, int] = {}  # dtype -> the shared buffer being filled
     count: dict[int, int] = {}  # shared buffer -> leaves in it
     slots = []
@@ -126,6 +134,7 @@ def _layout_of(
         name = np.dtype(leaf.dtype).name
         size = int(np.prod(leaf.shape, dtype=np.int64))
         if max_leaf_size is not None and size > max_leaf_size:
+            own[len(dtypes)] = tuple(leaf.shape)
             dtypes.append(name)
             sizes.append(size)
             slots.append((len(dtypes) - 1, 0, tuple(leaf.shape)))
@@ -139,7 +148,8 @@ def _layout_of(
         slots.append((b, sizes[b], tuple(leaf.shape)))
         sizes[b] += size
         count[b] += 1
-    return Layout(treedef, tuple(dtypes), tuple(sizes), tuple(slots))
+    shapes = tuple(own.get(b, (n,)) for b, n in enumerate(sizes))
+    return Layout(treedef, tuple(dtypes), tuple(sizes), tuple(slots), shapes)
 
 
 def _check_layout_args(owner: str, max_leaf_size, max_buffer_leaves) -> None:
@@ -157,7 +167,7 @@ def _check_layout_args(owner: str, max_leaf_size, max_buffer_leaves) -> None:
 
 @jax.tree_util.register_pytree_node_class
 class FlatTree:
-    """A pytree stored as one 1-D buffer per dtype, with its `Layout`.
+    """A pytree stored as one 1-D buffer per dtype (by default), with its `Layout`.
 
     Its pytree leaves are the buffers, so `jax.tree.map`, `jax.grad`, `jit`,
     `vmap` and every elementwise transformation treat it as a tree of a few large
@@ -200,15 +210,21 @@ def _split(buffers, layout: Layout) -> list[jax.Array]:
     out = []
     for b, off, shape in layout.slots:
         size = int(np.prod(shape, dtype=np.int64))
-        out.append(jax.lax.slice_in_dim(buffers[b], off, off + size).reshape(shape))
+        if size == layout.sizes[b]:  # the buffer is this leaf: no slice
+            out.append(buffers[b].reshape(shape))
+        else:
+            out.append(jax.lax.slice_in_dim(buffers[b], off, off + size).reshape(shape))
     return out
 
 
 def _concat(leaves, layout: Layout) -> tuple[jax.Array, ...]:
     per_buffer: list[list[jax.Array]] = [[] for _ in layout.dtypes]
     for (b, _, _), leaf in zip(layout.slots, leaves, strict=True):
-        per_buffer[b].append(jnp.ravel(leaf))
-    return tuple(jnp.concatenate(parts) if len(parts) > 1 else parts[0] for parts in per_buffer)
+        per_buffer[b].append(leaf)
+    return tuple(
+        jnp.concatenate([jnp.ravel(x) for x in parts]) if len(parts) > 1 else parts[0].reshape(s)
+        for parts, s in zip(per_buffer, layout.shapes, strict=True)
+    )
 
 
 def _unravel_leaves(buffers, layout: Layout):
@@ -244,9 +260,10 @@ def ravel(
     $$\\text{buffer}_d = \\operatorname{concat}(\\operatorname{vec}(x_i) : \\operatorname{dtype}(x_i) = d)$$
 
     With `max_leaf_size`, a leaf of more than that many elements keeps a buffer of
-    its own (a reshape: no copy inside `jit`), and only the smaller leaves are packed
-    together, one buffer per dtype: the many small leaves stop costing a kernel each,
-    the large ones are never concatenated. With `max_buffer_leaves`, at most that
+    its own, in the leaf's own shape (no copy; XLA updates it in place, where a
+    reshaped view of a donated parameter makes XLA:CPU copy it), and only the
+    smaller leaves are packed together, one buffer per dtype: the many small leaves
+    stop costing a kernel each, the large ones are never concatenated. With `max_buffer_leaves`, at most that
     many leaves share a buffer.
 
     Works on `jax.ShapeDtypeStruct` leaves (for abstract `init`) through `jax.eval_shape`.
@@ -359,7 +376,7 @@ def flatten(inner, max_leaf_size: int | str | None = "auto", max_buffer_leaves: 
       inner: any `GradientTransformation` of this library (or one written with
         `jaxopt_edu.tree`), e.g. `adam(1e-3)`.
       max_leaf_size: a leaf of more elements than this keeps a buffer of its own
-        (a reshape, never concatenated). None packs every leaf. "auto" (default):
+        (in its own shape, never concatenated). None packs every leaf. "auto" (default):
         65536 when the params live on a CPU, where concatenating large leaves
         costs more than it saves, and None on an accelerator, where every leaf
         left apart costs kernel launches. Where the params live is read from the

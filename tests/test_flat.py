@@ -137,15 +137,22 @@ def test_weight_decay_mask_describes_the_user_tree_in_flat_mode(make, mask):
     p = _MASK_PARAMS
     g = jax.tree.map(lambda x: 0.1 * x + 0.01, p)
     ours = {}
-    for name, params, grads in (("tree", p, g), ("flat", flat.ravel(p), flat.ravel(g))):
+    runs = (
+        ("tree", p, g),
+        ("flat", flat.ravel(p), flat.ravel(g)),
+        # w and v in buffers of their own, in their own shapes
+        ("flat_apart", flat.ravel(p, max_leaf_size=5), flat.ravel(g, max_leaf_size=5)),
+    )
+    for name, params, grads in runs:
         tx = make(mask)
         state = tx.init(params)
         for _ in range(2):
             u, state = jax.jit(tx.update)(grads, state, params)
             params = jo.apply_updates(params, u)
-        ours[name] = params.unravel() if name == "flat" else params
+        ours[name] = params if name == "tree" else params.unravel()
     # float32; muon's Newton-Schulz matmuls may round differently on slices of a buffer
     chex.assert_trees_all_close(ours["flat"], ours["tree"], rtol=5e-5, atol=1e-6)
+    chex.assert_trees_all_close(ours["flat_apart"], ours["tree"], rtol=5e-5, atol=1e-6)
     # the mask is not ignored: "v" (masked out everywhere) ends elsewhere than unmasked
     unmasked = make(None)
     params, state = p, unmasked.init(p)
@@ -234,8 +241,11 @@ def test_ravel_keeps_big_leaves_in_their_own_buffers():
         "v": jnp.arange(6.0),
     }
     fp = flat.ravel(tree, max_leaf_size=5)
-    # b (4) and h (3) are packed per dtype; v (6) and w (12) are buffers of their own
+    # b (4) and h (3) are packed per dtype; v (6) and w (12) are buffers of their own,
+    # in their own shapes (no reshape of a donated parameter: XLA updates them in place)
     assert sorted(x.size for x in fp.buffers) == [3, 4, 6, 12]
+    assert sorted(x.shape for x in fp.buffers) == [(3,), (3, 4), (4,), (6,)]
+    assert [fp.buffers[b].shape for b in range(4)] == list(fp.layout.shapes)
     chex.assert_trees_all_equal(fp.unravel(), tree)
     assert len(flat.ravel(tree).buffers) == 2  # default: one buffer per dtype
     assert len(flat.ravel(tree, max_leaf_size=np.int64(5)).buffers) == 4  # numpy ints too
@@ -307,6 +317,21 @@ def test_layouts_are_interned_immutable_and_pickle():
     # treedefs that jax calls equal but that differ in key types keep their own layout
     as_int, as_float = flat.ravel({1: jnp.ones(2)}), flat.ravel({1.0: jnp.ones(2)})
     assert list(as_int.unravel()) == [1] and isinstance(list(as_float.unravel())[0], float)
+
+
+def test_flatten_updates_a_large_leaf_in_place():
+    """Weight decay reads the params: a large leaf read through a reshaped view made
+    XLA copy the whole leaf every step; kept in its own shape, it is updated in place."""
+    params = {"w": jnp.ones((300, 300)), "b": jnp.ones(5)}
+    tx = jo.flatten(jo.adamw(0.1, weight_decay=0.1), max_leaf_size=100)
+    state = tx.init(params)
+
+    def step(p, g, s):
+        u, s = tx.update(g, s, p)
+        return jo.apply_updates(p, u), s
+
+    compiled = jax.jit(step, donate_argnums=(0, 2)).lower(params, params, state).compile()
+    assert compiled.memory_analysis().temp_size_in_bytes < params["w"].nbytes // 4
 
 
 def test_flat_mask_puts_no_parameter_sized_constant_in_the_program():

@@ -95,7 +95,7 @@ def _flat_mask(node: FlatTree, masks: list) -> Any:
     for m, (b, _, shape) in zip(masks, layout.slots, strict=True):
         per_buffer[b].append((m, shape))
     out = []
-    for parts in per_buffer:
+    for parts, buffer_shape in zip(per_buffer, layout.shapes, strict=True):
         values = [m for m, _ in parts]
         if all(m is True for m in values):
             out.append(True)
@@ -109,7 +109,7 @@ def _flat_mask(node: FlatTree, masks: list) -> Any:
                     runs[-1][1] += size
                 else:
                     runs.append([m, size])
-            out.append(jnp.concatenate([jnp.full((n,), m) for m, n in runs]))
+            out.append(jnp.concatenate([jnp.full((n,), m) for m, n in runs]))  # shared: 1-D
         else:
             out.append(
                 jnp.concatenate(
@@ -117,7 +117,7 @@ def _flat_mask(node: FlatTree, masks: list) -> Any:
                         jnp.broadcast_to(jnp.asarray(m, bool), shape).reshape(-1)
                         for m, shape in parts
                     ]
-                )
+                ).reshape(buffer_shape)
             )
     return FlatTree(tuple(out), layout)
 
