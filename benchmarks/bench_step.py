@@ -352,10 +352,10 @@ def markdown(rows, device):
         "matmuls); torch.optim has no Lion, and its Adafactor and Muon are not timed here.",
         "",
         "| tree | chain | roofline ms | ours flat | ours pytree | ours flatten(pytree) | optax "
-        "| ours pytree / optax "
-        "| torch fused | torch foreach | compile s: flat / pytree / optax "
-        "| peak / (params+grads+state): flat / pytree / optax |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| ours pytree / optax | ours flatten / optax "
+        "| torch fused | torch foreach | compile s: flat / pytree / flatten / optax "
+        "| peak / (params+grads+state): flat / pytree / flatten / optax |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         roof = f"{row['roofline']['step_s'] * 1e3:.2f}" if "roofline" in row else "—"
@@ -363,19 +363,23 @@ def markdown(rows, device):
         def cell(k, row=row):
             return _ms(row, k)
 
-        def mem(k, row=row):
-            d = row[k]
-            return f"{d['peak_bytes'] / d['base_bytes']:.3f}" if d["peak_bytes"] > 0 else "—"
+        def ratio(k, row=row):
+            return f"{row[k]['step_s'] / row['optax']['step_s']:.2f}" if k in row else "—"
 
+        def comp(k, row=row):
+            return f"{row[k]['compile_s']:.2f}" if k in row else "—"
+
+        def mem(k, row=row):
+            d = row.get(k)
+            return f"{d['peak_bytes'] / d['base_bytes']:.3f}" if d and d["peak_bytes"] > 0 else "—"
+
+        names = ("ours_flat", "ours_pytree", "ours_flatten", "optax")
         lines.append(
             f"| {row['tree']} ({row['leaves']} leaves, {row['params'] / 1e6:.2f}M) | {row['chain']} "
             f"| {roof} | {cell('ours_flat')} | {cell('ours_pytree')} | {cell('ours_flatten')} "
-            f"| {cell('optax')} "
-            f"| {row['ours_pytree']['step_s'] / row['optax']['step_s']:.2f} "
+            f"| {cell('optax')} | {ratio('ours_pytree')} | {ratio('ours_flatten')} "
             f"| {cell('torch_fused')} | {cell('torch_foreach')} "
-            f"| {row['ours_flat']['compile_s']:.2f} / {row['ours_pytree']['compile_s']:.2f} / "
-            f"{row['optax']['compile_s']:.2f} "
-            f"| {mem('ours_flat')} / {mem('ours_pytree')} / {mem('optax')} |"
+            f"| {' / '.join(comp(k) for k in names)} | {' / '.join(mem(k) for k in names)} |"
         )
     return "\n".join(lines)
 
