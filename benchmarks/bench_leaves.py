@@ -3,7 +3,7 @@
     python benchmarks/bench_leaves.py [--counts 125,250,500,1000,2000] [--repeats 10]
 
 Leaves alternate between shapes (64,) and (16, 16), as in design.md's measurement.
-Ours (pytree and flat layouts), optax and, when installed, torch.optim AdamW
+Ours (pytree and flat layouts, and `flatten(tx)`), optax and, when installed, torch.optim AdamW
 (fused and foreach, with foreach global-norm clipping) run in the same process.
 Writes `benchmarks/results/leaves.json` and the plot `docs/img/leaves.png`.
 """
@@ -60,6 +60,7 @@ def plot(rows, path):
     for key, style in [
         ("ours_flat", "o-"),
         ("ours_pytree", "s-"),
+        ("ours_flatten", "d-"),
         ("optax", "^-"),
         ("torch_fused", "x--"),
         ("torch_foreach", "+--"),

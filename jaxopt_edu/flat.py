@@ -274,7 +274,7 @@ def ravel(
     params stay flat. `unravel()` inside the loss takes one slice per leaf, and
     XLA's compile time grows faster than linearly with the slices taken from one
     buffer: on 2000 small leaves a whole training step (loss, grad, Adam) compiled
-    about 3.6x faster with `max_buffer_leaves=64` than with one buffer, for no slower
+    about 4x faster with `max_buffer_leaves=64` than with one buffer, for no slower
     a step, while the optimizer step alone is fastest with one buffer
     (`benchmarks/bench_train_step.py`; docs/api/flat.md). Pass
     `max_buffer_leaves=64` for models with many hundreds of leaves.
@@ -359,7 +359,9 @@ def _resolve_max_leaf_size(max_leaf_size, params) -> int | None:
     return AUTO_CPU_MAX_LEAF if platforms == {"cpu"} else None
 
 
-def flatten(inner, max_leaf_size: int | str | None = "auto", max_buffer_leaves: int | None = 64):
+def flatten(
+    inner: Any, max_leaf_size: int | str | None = "auto", max_buffer_leaves: int | None = 64
+):
     """Run `inner` on flat buffers while the user keeps ordinary pytrees.
 
     $$\\text{updates} = \\operatorname{unravel}\\big(\\text{inner.update}(
@@ -385,16 +387,16 @@ def flatten(inner, max_leaf_size: int | str | None = "auto", max_buffer_leaves: 
       max_buffer_leaves: at most this many leaves share one buffer (default 64).
         XLA's compile time grows faster than linearly with the number of slices
         taken from one buffer: on 2000 small leaves a training step with one
-        shared buffer compiled in about 2x optax's time, with buffers of 64 leaves
-        in about 0.5x, for the same step time (`benchmarks/bench_train_step.py`,
+        shared buffer compiled in about 1.8x optax's time, with buffers of 64
+        leaves in about 0.5x, for the same step time (`benchmarks/bench_train_step.py`,
         docs/benchmarks.md). None: one shared buffer per dtype.
 
     PyTorch: the `foreach`/`fused` implementations group tensors the same way
     inside `torch.optim`; here it is an explicit wrapper.
-    Pitfall: every step pays a concatenation of the gradients, so the step's peak
-    memory holds one more gradient-sized buffer (Adam: 1.25x params + grads +
-    state on the CPU) and, for chains that read the params (weight decay), one
-    more params-sized copy. The gradients' dtypes must match the params' (no bf16
+    Pitfall: every step concatenates the gradients of the packed leaves, so the
+    step's peak memory holds one more buffer of their size (Adam on 2000 small
+    leaves: 1.25x params + grads + state on the CPU) and, for chains that read the
+    params (weight decay), one more copy of the packed params. The gradients' dtypes must match the params' (no bf16
     params with f32 gradients). On the CPU, trees of large leaves gain nothing
     (the per-leaf step is already one loop per leaf); the gain is on many small
     leaves and on accelerators. For the fastest step keep the params themselves
