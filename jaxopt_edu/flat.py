@@ -4,7 +4,8 @@ A model's parameters usually come as a pytree of many arrays. An optimizer that
 walks that tree leaf by leaf launches one small loop per leaf and compiles one
 fusion per leaf: fine for a few big leaves, slow for thousands of small ones. Here
 the params (and therefore the gradients and every optimizer moment) live in a
-`FlatTree`: one 1-D buffer per dtype, plus a static `Layout` that records where
+`FlatTree`: one buffer per dtype (1-D, or the leaf's own shape when a buffer
+holds a single leaf), plus a static `Layout` that records where
 each original leaf sits. Every elementwise transformation of the library works
 on it unchanged (a `FlatTree` is a pytree whose leaves are the buffers), so the
 whole Adam step is one fused loop per dtype.
@@ -51,8 +52,10 @@ class Layout:
     """Where each leaf of the original pytree lives in the flat buffers (static, hashable).
 
     `slots[i] = (buffer, offset, shape)` for the i-th leaf in `treedef` order;
-    `dtypes[b]`, `sizes[b]` and `shapes[b]` describe buffer `b`: a shared buffer is
-    1-D, `(sizes[b],)`; a leaf kept apart by `max_leaf_size` keeps its own shape.
+    `dtypes[b]`, `sizes[b]` and `shapes[b]` describe buffer `b`: a buffer of several
+    leaves is 1-D, `(sizes[b],)`; a buffer holding a single leaf keeps that leaf's
+    shape, so XLA updates a donated leaf in place (read through a reshaped view, a
+    donated parameter is copied whole by XLA:CPU before its update).
 
     A `Layout` is the static part of every `FlatTree`, so `jit` hashes and compares
     it on each call. Layouts are interned (equal layouts are one object) and keep
@@ -75,6 +78,9 @@ class Layout:
     ):
         if shapes is None:
             shapes = tuple((n,) for n in sizes)
+        for n, shape in zip(sizes, shapes, strict=True):
+            if int(np.prod(shape, dtype=np.int64)) != n:
+                raise ValueError(f"Layout: buffer shape {shape} does not hold {n} elements.")
         fields = (treedef, tuple(dtypes), tuple(sizes), tuple(slots), tuple(shapes))
         # PyTreeDef equality ignores the type of dict keys and node data ({1: x} equals
         # {1.0: x}); the text tells them apart, so each treedef keeps its own layout
@@ -126,7 +132,6 @@ def _layout_of(
     leaves, treedef = jax.tree.flatten(tree)
     dtypes: list[str] = []
     sizes: list[int] = []
-    own: dict[int, tuple[int, ...]] = {}  # buffer -> shape, for leaves kept apart
     shared: dict[str, int] = {}  # dtype -> the shared buffer being filled
     count: dict[int, int] = {}  # shared buffer -> leaves in it
     slots = []
@@ -134,7 +139,6 @@ def _layout_of(
         name = np.dtype(leaf.dtype).name
         size = int(np.prod(leaf.shape, dtype=np.int64))
         if max_leaf_size is not None and size > max_leaf_size:
-            own[len(dtypes)] = tuple(leaf.shape)
             dtypes.append(name)
             sizes.append(size)
             slots.append((len(dtypes) - 1, 0, tuple(leaf.shape)))
@@ -148,7 +152,9 @@ def _layout_of(
         slots.append((b, sizes[b], tuple(leaf.shape)))
         sizes[b] += size
         count[b] += 1
-    shapes = tuple(own.get(b, (n,)) for b, n in enumerate(sizes))
+    # a buffer of one leaf keeps the leaf's shape; a buffer of several is 1-D
+    alone = {b: shape for b, _, shape in slots if count.get(b, 1) == 1}
+    shapes = tuple(alone.get(b, (n,)) for b, n in enumerate(sizes))
     return Layout(treedef, tuple(dtypes), tuple(sizes), tuple(slots), shapes)
 
 
@@ -222,7 +228,9 @@ def _concat(leaves, layout: Layout) -> tuple[jax.Array, ...]:
     for (b, _, _), leaf in zip(layout.slots, leaves, strict=True):
         per_buffer[b].append(leaf)
     return tuple(
-        jnp.concatenate([jnp.ravel(x) for x in parts]) if len(parts) > 1 else parts[0].reshape(s)
+        jnp.concatenate([jnp.ravel(x) for x in parts])
+        if len(parts) > 1
+        else jnp.reshape(parts[0], s)
         for parts, s in zip(per_buffer, layout.shapes, strict=True)
     )
 
@@ -282,8 +290,12 @@ def ravel(
     """
     _check_layout_args("ravel", max_leaf_size, max_buffer_leaves)
     layout = _layout_of(tree, max_leaf_size, max_buffer_leaves)
-    leaves = jax.tree.leaves(tree)
-    return FlatTree(_concat([jnp.asarray(x) for x in leaves], layout), layout)
+    leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
+    buffers = _concat(leaves, layout)
+    # a buffer of one leaf can be that very array: copy it, so that donating the flat
+    # params never deletes the arrays of the user's tree
+    buffers = tuple(jnp.copy(b) if any(b is x for x in leaves) else b for b in buffers)
+    return FlatTree(buffers, layout)
 
 
 def _ravel_like(tree: chex.ArrayTree, layout: Layout, what: str) -> FlatTree:
