@@ -173,7 +173,8 @@ def _check_layout_args(owner: str, max_leaf_size, max_buffer_leaves) -> None:
 
 @jax.tree_util.register_pytree_node_class
 class FlatTree:
-    """A pytree stored as one 1-D buffer per dtype (by default), with its `Layout`.
+    """A pytree stored as one buffer per dtype (by default), with its `Layout`: 1-D for
+    several leaves, the leaf's own shape for a buffer of one leaf.
 
     Its pytree leaves are the buffers, so `jax.tree.map`, `jax.grad`, `jit`,
     `vmap` and every elementwise transformation treat it as a tree of a few large
