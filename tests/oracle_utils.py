@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -26,3 +27,25 @@ def max_rel_err(a, b):
     """Largest |a - b| / |b| over every leaf and element (|b| floored at 1e-12)."""
     errs = jax.tree.map(lambda x, y: np.max(np.abs(x - y) / np.maximum(np.abs(y), 1e-12)), a, b)
     return max(jax.tree.leaves(errs))
+
+
+def tanh_fit_problem(seed, rows, wave, b_scale):
+    """A small non-convex least-squares fit with two leaves of different shapes.
+
+    `wave(w)` is the oscillating penalty on the (3, 4) weights; the (4,) bias has a
+    double-well penalty. Returns `(params, loss)`."""
+    rng = np.random.RandomState(seed)
+    x = jnp.asarray(rng.randn(rows, 3))
+    y = jnp.asarray(rng.randn(rows))
+    c = jnp.asarray(rng.randn(4))
+    params = {"w": jnp.asarray(rng.randn(3, 4)), "b": jnp.asarray(rng.randn(4) * b_scale)}
+
+    def loss(p):
+        pred = jnp.tanh(x @ p["w"] + p["b"][None, :]) @ c
+        return (
+            jnp.mean((pred - y) ** 2)
+            + 0.1 * jnp.sum(wave(p["w"]))
+            + 0.05 * jnp.sum(p["b"] ** 4 - p["b"] ** 2)
+        )
+
+    return params, loss

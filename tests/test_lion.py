@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from oracle_utils import max_rel_err, trajectory
+from oracle_utils import max_rel_err, tanh_fit_problem, trajectory
 
 from jaxopt_edu import flat, testing, tree
 from jaxopt_edu.base import apply_updates
@@ -18,21 +18,7 @@ STEPS = 200
 
 def problem():
     """A small non-convex least-squares fit with two leaves of different shapes."""
-    rng = np.random.RandomState(1)
-    x = jnp.asarray(rng.randn(20, 3))
-    y = jnp.asarray(rng.randn(20))
-    c = jnp.asarray(rng.randn(4))
-    params = {"w": jnp.asarray(rng.randn(3, 4)), "b": jnp.asarray(rng.randn(4) * 0.3)}
-
-    def loss(p):
-        pred = jnp.tanh(x @ p["w"] + p["b"][None, :]) @ c
-        return (
-            jnp.mean((pred - y) ** 2)
-            + 0.1 * jnp.sum(jnp.cos(2.0 * p["w"]))
-            + 0.05 * jnp.sum(p["b"] ** 4 - p["b"] ** 2)
-        )
-
-    return params, loss
+    return tanh_fit_problem(1, 20, lambda w: jnp.cos(2.0 * w), 0.3)
 
 
 def moved(traj):

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from oracle_utils import max_rel_err, trajectory
+from oracle_utils import max_rel_err, tanh_fit_problem, trajectory
 from registry import CASES
 
 import jaxopt_edu as jo
@@ -18,21 +18,7 @@ STEPS = 200
 
 
 def problem():
-    rng = np.random.RandomState(0)
-    x = jnp.asarray(rng.randn(16, 3))
-    y = jnp.asarray(rng.randn(16))
-    c = jnp.asarray(rng.randn(4))
-    params = {"w": jnp.asarray(rng.randn(3, 4)), "b": jnp.asarray(rng.randn(4) * 0.1)}
-
-    def loss(p):
-        pred = jnp.tanh(x @ p["w"] + p["b"][None, :]) @ c
-        return (
-            jnp.mean((pred - y) ** 2)
-            + 0.1 * jnp.sum(jnp.sin(3.0 * p["w"]))
-            + 0.05 * jnp.sum(p["b"] ** 4 - p["b"] ** 2)
-        )
-
-    return params, loss
+    return tanh_fit_problem(0, 16, lambda w: jnp.sin(3.0 * w), 0.1)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.theirs], ids=lambda c: c.name)
