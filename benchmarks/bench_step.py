@@ -410,6 +410,11 @@ def main(argv=None):
         "(default: the library's, 64)",
     )
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "step.json"))
+    ap.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the rows already in --out (measured on the same device) and add these",
+    )
     args = ap.parse_args(argv)
     FLATTEN_ARGS.clear()
     for key, value in (
@@ -428,8 +433,15 @@ def main(argv=None):
     device = f"{jax.devices()[0].device_kind} ({jax.default_backend()}, {os.cpu_count()} cores)"
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    earlier = []
+    if args.append and out.exists():
+        old = json.loads(out.read_text())
+        if old["device"] != device:
+            ap.error(f"--append: {out} was measured on {old['device']}, not on {device}")
+        earlier = old["rows"]
 
     def save(rows):
+        rows = earlier + rows
         out.write_text(
             json.dumps({"device": device, "jax": jax.__version__, "rows": rows}, indent=1)
         )
