@@ -100,7 +100,7 @@ def scale_by_adam(
 
     def init_fn(params):
         return ScaleByAdamState(
-            count=jnp.zeros([], jnp.int32),
+            count=hyper.init_count(True),
             mu=tree.zeros_like(params, mu_dtype),
             nu=tree.moment_like(params, nu_dtype),
             hyperparams=hyper.init(),
@@ -112,7 +112,7 @@ def scale_by_adam(
         h = state.hyperparams.values
         mu = tree.update_moment(updates, state.mu, h["b1"], 1)
         nu = tree.update_moment(updates, state.nu, h["b2"], 2)
-        count = safe_increment(state.count)
+        count, hp_next = hyper.step(state.hyperparams, state.count)
         mu_hat = tree.bias_correction(mu, h["b1"], count)
         if nesterov:
             ahead = tree.bias_correction(mu, h["b1"], safe_increment(count))
@@ -127,7 +127,7 @@ def scale_by_adam(
             mu_hat = jax.tree.map(look_ahead, ahead, now)
         nu_hat = tree.bias_correction(nu, h["b2"], count)
         out = _ratio(mu_hat, nu_hat, h["eps_root"], h["eps"], updates)
-        return out, ScaleByAdamState(count, mu, nu, hyper.advance(state.hyperparams, count))
+        return out, ScaleByAdamState(count, mu, nu, hp_next)
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -164,7 +164,7 @@ def scale_by_amsgrad(
 
     def init_fn(params):
         return ScaleByAmsgradState(
-            count=jnp.zeros([], jnp.int32),
+            count=hyper.init_count(True),
             mu=tree.zeros_like(params, mu_dtype),
             nu=tree.moment_like(params, nu_dtype),
             nu_max=tree.moment_like(params, nu_dtype),
@@ -177,7 +177,7 @@ def scale_by_amsgrad(
         h = state.hyperparams.values
         mu = tree.update_moment(updates, state.mu, h["b1"], 1)
         nu = tree.update_moment(updates, state.nu, h["b2"], 2)
-        count = safe_increment(state.count)
+        count, hp_next = hyper.step(state.hyperparams, state.count)
         one = jnp.ones_like(h["b1"])
         mu_hat = tree.bias_correction(mu, h["b1"] if bias_correction_mu else 0 * one, count)
         nu_hat = tree.bias_correction(nu, h["b2"] if bias_correction_nu else 0 * one, count)
@@ -186,7 +186,7 @@ def scale_by_amsgrad(
         )
         out = _ratio(mu_hat, nu_max_hat, h["eps_root"], h["eps"], updates)
         nu_max = tree.cast_like(nu_max_hat, state.nu_max)
-        new = ScaleByAmsgradState(count, mu, nu, nu_max, hyper.advance(state.hyperparams, count))
+        new = ScaleByAmsgradState(count, mu, nu, nu_max, hp_next)
         return out, new
 
     return GradientTransformation(init_fn, update_fn)
@@ -222,7 +222,7 @@ def scale_by_adamax(
 
     def init_fn(params):
         return ScaleByAdamState(
-            count=jnp.zeros([], jnp.int32),
+            count=hyper.init_count(True),
             mu=tree.zeros_like(params, mu_dtype),
             nu=tree.moment_like(params, nu_dtype),
             hyperparams=hyper.init(),
@@ -232,13 +232,13 @@ def scale_by_adamax(
         del params, extra_args
         tree.check_match(updates, state.mu, "updates", "state.mu")
         h = state.hyperparams.values
-        count = safe_increment(state.count)
+        count, hp_next = hyper.step(state.hyperparams, state.count)
         mu = tree.update_moment(updates, state.mu, h["b1"], 1)
         nu = tree.update_infinity_moment(updates, state.nu, h["b2"], h["eps"])
         mu_hat = tree.bias_correction(mu, h["b1"], count)
         out = jax.tree.map(
             lambda m, v, g: (m / v.astype(m.dtype)).astype(g.dtype), mu_hat, nu, updates
         )
-        return out, ScaleByAdamState(count, mu, nu, hyper.advance(state.hyperparams, count))
+        return out, ScaleByAdamState(count, mu, nu, hp_next)
 
     return GradientTransformation(init_fn, update_fn)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from jaxopt_edu import tree
 from jaxopt_edu.base import GradientTransformation, ScalarOrSchedule
-from jaxopt_edu.hyper import NONNEG, POSITIVE, Hyper, HyperParams, safe_increment
+from jaxopt_edu.hyper import NONNEG, POSITIVE, Hyper, HyperParams
 
 __all__ = ["ClipState", "clip", "clip_by_global_norm"]
 
@@ -17,7 +17,7 @@ __all__ = ["ClipState", "clip", "clip_by_global_norm"]
 class ClipState(NamedTuple):
     """State of `clip` and `clip_by_global_norm`."""
 
-    count: jax.Array  # shape=(), int32
+    count: jax.Array | None  # shape=(), int32; None unless a value is a schedule
     hyperparams: HyperParams
 
 
@@ -26,13 +26,13 @@ def _clipper(owner, name, value, interval, fn) -> GradientTransformation:
 
     def init_fn(params):
         del params
-        return ClipState(count=jnp.zeros([], jnp.int32), hyperparams=hyper.init())
+        return ClipState(count=hyper.init_count(), hyperparams=hyper.init())
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
         updates = fn(updates, state.hyperparams.values[name])
-        count = safe_increment(state.count)
-        return updates, ClipState(count, hyper.advance(state.hyperparams, count))
+        count, hp_next = hyper.step(state.hyperparams, state.count)
+        return updates, ClipState(count, hp_next)
 
     return GradientTransformation(init_fn, update_fn)
 

@@ -17,7 +17,7 @@ import numpy as np
 from jaxopt_edu import tree
 from jaxopt_edu.base import GradientTransformation, ScalarOrSchedule
 from jaxopt_edu.flat import FlatTree
-from jaxopt_edu.hyper import NONNEG, POSITIVE, UNIT, Hyper, HyperParams, safe_increment
+from jaxopt_edu.hyper import NONNEG, POSITIVE, UNIT, Hyper, HyperParams
 
 __all__ = [
     "BlockRmsState",
@@ -46,7 +46,7 @@ class FactoredState(NamedTuple):
 class BlockRmsState(NamedTuple):
     """State of `clip_by_block_rms` and `scale_by_param_block_rms`."""
 
-    count: jax.Array  # shape=(), int32
+    count: jax.Array | None  # shape=(), int32; None unless a value is a schedule
     hyperparams: HyperParams
 
 
@@ -219,7 +219,7 @@ def scale_by_factored_rms(
                 cols.append(jnp.zeros(_without(shape, second), sdt))
                 full.append(None)
         return FactoredState(
-            count=jnp.zeros([], jnp.int32),
+            count=hyper.init_count(True),
             v_row=tuple(rows),
             v_col=tuple(cols),
             v=tuple(full),
@@ -271,10 +271,8 @@ def scale_by_factored_rms(
                 cols.append(col)
                 full.append(None)
             outs.append((gc * scale.astype(dt)).astype(g.dtype))
-        count = safe_increment(state.count)
-        new = FactoredState(
-            count, tuple(rows), tuple(cols), tuple(full), hyper.advance(state.hyperparams, count)
-        )
+        count, hp_next = hyper.step(state.hyperparams, state.count)
+        new = FactoredState(count, tuple(rows), tuple(cols), tuple(full), hp_next)
         return tree.from_leaf_views(updates, outs), new
 
     return GradientTransformation(init_fn, update_fn)
@@ -289,7 +287,7 @@ def _block_rms_transform(owner, name, value, interval, leaf_factor, needs_params
 
     def init_fn(params):
         del params
-        return BlockRmsState(count=jnp.zeros([], jnp.int32), hyperparams=hyper.init())
+        return BlockRmsState(count=hyper.init_count(), hyperparams=hyper.init())
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
@@ -308,8 +306,8 @@ def _block_rms_transform(owner, name, value, interval, leaf_factor, needs_params
             dt = tree.compute_dtype(u)
             factor = leaf_factor(u, p, value)
             outs.append((u.astype(dt) * factor.astype(dt)).astype(u.dtype))
-        count = safe_increment(state.count)
-        new = BlockRmsState(count, hyper.advance(state.hyperparams, count))
+        count, hp_next = hyper.step(state.hyperparams, state.count)
+        new = BlockRmsState(count, hp_next)
         return tree.from_leaf_views(updates, outs), new
 
     return GradientTransformation(init_fn, update_fn)

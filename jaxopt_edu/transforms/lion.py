@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from jaxopt_edu import tree
 from jaxopt_edu.base import GradientTransformation, ScalarOrSchedule, Updates
-from jaxopt_edu.hyper import UNIT, Hyper, HyperParams, safe_increment
+from jaxopt_edu.hyper import UNIT, Hyper, HyperParams
 
 __all__ = ["ScaleByLionState", "scale_by_lion"]
 
@@ -17,7 +17,7 @@ __all__ = ["ScaleByLionState", "scale_by_lion"]
 class ScaleByLionState(NamedTuple):
     """State of `scale_by_lion`: the step count, the momentum $m_t$ and b1, b2."""
 
-    count: jax.Array  # shape=(), int32: updates done so far
+    count: jax.Array | None  # shape=(), int32; None unless a value is a schedule
     mu: Updates  # momentum m_t, stored in mu_dtype (default: the params' dtype)
     hyperparams: HyperParams
 
@@ -69,7 +69,7 @@ def scale_by_lion(
 
     def init_fn(params):
         return ScaleByLionState(
-            count=jnp.zeros([], jnp.int32),
+            count=hyper.init_count(),
             mu=tree.zeros_like(params, mu_dtype),
             hyperparams=hyper.init(),
         )
@@ -80,7 +80,7 @@ def scale_by_lion(
         h = state.hyperparams.values
         out = _sign_of_mix(updates, state.mu, h["b1"])
         mu = tree.update_moment(updates, state.mu, h["b2"], 1)
-        count = safe_increment(state.count)
-        return out, ScaleByLionState(count, mu, hyper.advance(state.hyperparams, count))
+        count, hp_next = hyper.step(state.hyperparams, state.count)
+        return out, ScaleByLionState(count, mu, hp_next)
 
     return GradientTransformation(init_fn, update_fn)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from jaxopt_edu import tree
 from jaxopt_edu.base import GradientTransformation, ScalarOrSchedule, Updates
-from jaxopt_edu.hyper import NONNEG, UNIT, Hyper, HyperParams, safe_increment
+from jaxopt_edu.hyper import NONNEG, UNIT, Hyper, HyperParams
 
 __all__ = ["EmaState", "TraceState", "ema", "trace"]
 
@@ -17,7 +16,7 @@ __all__ = ["EmaState", "TraceState", "ema", "trace"]
 class TraceState(NamedTuple):
     """State of `trace`."""
 
-    count: jax.Array  # shape=(), int32
+    count: jax.Array | None  # shape=(), int32; None unless a value is a schedule
     trace: Updates  # the momentum buffer
     hyperparams: HyperParams
 
@@ -25,7 +24,7 @@ class TraceState(NamedTuple):
 class EmaState(NamedTuple):
     """State of `ema`."""
 
-    count: jax.Array  # shape=(), int32
+    count: jax.Array | None  # shape=(), int32; None without `debias` and no schedule
     ema: Updates  # the moving average (before debiasing)
     hyperparams: HyperParams
 
@@ -63,7 +62,7 @@ def trace(
 
     def init_fn(params):
         return TraceState(
-            count=jnp.zeros([], jnp.int32),
+            count=hyper.init_count(),
             trace=tree.zeros_like(params, accumulator_dtype),
             hyperparams=hyper.init(),
         )
@@ -74,9 +73,9 @@ def trace(
         mu = state.hyperparams.values["decay"]
         new_trace = _axpy(mu, updates, state.trace)
         out = _axpy(mu, updates, tree.cast_like(new_trace, updates)) if nesterov else new_trace
-        count = safe_increment(state.count)
+        count, hp_next = hyper.step(state.hyperparams, state.count)
         out = tree.cast_like(out, updates)
-        return out, TraceState(count, new_trace, hyper.advance(state.hyperparams, count))
+        return out, TraceState(count, new_trace, hp_next)
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -101,7 +100,7 @@ def ema(
 
     def init_fn(params):
         return EmaState(
-            count=jnp.zeros([], jnp.int32),
+            count=hyper.init_count(debias),
             ema=tree.zeros_like(params, accumulator_dtype),
             hyperparams=hyper.init(),
         )
@@ -111,9 +110,9 @@ def ema(
         tree.check_match(updates, state.ema, "updates", "state.ema")
         beta = state.hyperparams.values["decay"]
         new_ema = tree.update_moment(updates, state.ema, beta, 1)
-        count = safe_increment(state.count)
+        count, hp_next = hyper.step(state.hyperparams, state.count)
         out = tree.bias_correction(new_ema, beta, count) if debias else new_ema
         out = tree.cast_like(out, updates)
-        return out, EmaState(count, new_ema, hyper.advance(state.hyperparams, count))
+        return out, EmaState(count, new_ema, hp_next)
 
     return GradientTransformation(init_fn, update_fn)

@@ -241,7 +241,7 @@ def scale_by_muon(
     def init_fn(params):
         others = [x for x in tree.leaf_views(params) if not _is_matrix(x)]
         return ScaleByMuonState(
-            count=jnp.zeros([], jnp.int32),
+            count=hyper.init_count(True),
             mu=tree.zeros_like(params, mu_dtype),
             nu=tree.moment_like(others),
             hyperparams=hyper.init(),
@@ -251,7 +251,7 @@ def scale_by_muon(
         del params, extra_args
         tree.check_match(updates, state.mu, "updates", "state.mu")
         h = state.hyperparams.values
-        count = safe_increment(state.count)
+        count, hp_next = hyper.step(state.hyperparams, state.count)
         grads, moms = tree.leaf_views(updates), tree.leaf_views(state.mu)
         nus = iter(state.nu)
         out, new_mu, new_nu = [], [], []
@@ -275,7 +275,7 @@ def scale_by_muon(
             out.append(u.astype(g.dtype))
             new_mu.append(m)
         mu = tree.from_leaf_views(state.mu, new_mu)
-        new = ScaleByMuonState(count, mu, new_nu, hyper.advance(state.hyperparams, count))
+        new = ScaleByMuonState(count, mu, new_nu, hp_next)
         return tree.from_leaf_views(updates, out), new
 
     return GradientTransformation(init_fn, update_fn)
@@ -287,7 +287,7 @@ def scale_by_muon(
 class _MuonStepState(NamedTuple):
     """State of the last step of `jaxopt_edu.muon` (weight decay and learning rates)."""
 
-    count: jax.Array  # shape=(), int32
+    count: jax.Array | None  # shape=(), int32; None unless a value is a schedule
     hyperparams: HyperParams
 
 
@@ -343,7 +343,7 @@ def _muon_decay_and_learning_rate(
 
     def init_fn(params):
         del params
-        return _MuonStepState(count=jnp.zeros([], jnp.int32), hyperparams=hyper.init())
+        return _MuonStepState(count=hyper.init_count(), hyperparams=hyper.init())
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
@@ -372,8 +372,8 @@ def _muon_decay_and_learning_rate(
             else:
                 new = -adam_lr.astype(dt) * (u32 + h["adam_weight_decay"].astype(dt) * p32)
             out.append(new.astype(u.dtype))
-        count = safe_increment(state.count)
-        new_state = _MuonStepState(count, hyper.advance(state.hyperparams, count))
+        count, hp_next = hyper.step(state.hyperparams, state.count)
+        new_state = _MuonStepState(count, hp_next)
         return tree.from_leaf_views(updates, out), new_state
 
     return GradientTransformation(init_fn, update_fn)

@@ -12,7 +12,7 @@ import numpy as np
 from jaxopt_edu import tree
 from jaxopt_edu.base import GradientTransformation, ScalarOrSchedule
 from jaxopt_edu.flat import FlatTree
-from jaxopt_edu.hyper import NONNEG, Hyper, HyperParams, safe_increment
+from jaxopt_edu.hyper import NONNEG, Hyper, HyperParams
 
 __all__ = ["RegularizationState", "add_decayed_weights", "add_l1_subgradient", "proximal_l1"]
 
@@ -22,7 +22,7 @@ MaskOrFn = Any | Callable[[Any], Any] | None
 class RegularizationState(NamedTuple):
     """State of `add_decayed_weights`, `add_l1_subgradient` and `proximal_l1`."""
 
-    count: jax.Array  # shape=(), int32
+    count: jax.Array | None  # shape=(), int32; None unless a value is a schedule
     hyperparams: HyperParams
 
 
@@ -146,7 +146,7 @@ def _regularizer(owner, hyper_items, mask, fn) -> GradientTransformation:
 
     def init_fn(params):
         del params
-        return RegularizationState(count=jnp.zeros([], jnp.int32), hyperparams=hyper.init())
+        return RegularizationState(count=hyper.init_count(), hyperparams=hyper.init())
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
@@ -169,8 +169,8 @@ def _regularizer(owner, hyper_items, mask, fn) -> GradientTransformation:
 
         masks = _mask_like_params(mask, params)
         out = jax.tree.map(node, updates, params, masks, is_leaf=_is_flat)
-        count = safe_increment(state.count)
-        return out, RegularizationState(count, hyper.advance(state.hyperparams, count))
+        count, hp_next = hyper.step(state.hyperparams, state.count)
+        return out, RegularizationState(count, hp_next)
 
     return GradientTransformation(init_fn, update_fn)
 

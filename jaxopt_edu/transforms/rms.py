@@ -11,7 +11,7 @@ import numpy as np
 
 from jaxopt_edu import tree
 from jaxopt_edu.base import GradientTransformation, ScalarOrSchedule, Updates
-from jaxopt_edu.hyper import NONNEG, UNIT, UNIT_OPEN, Hyper, HyperParams, safe_increment
+from jaxopt_edu.hyper import NONNEG, UNIT, UNIT_OPEN, Hyper, HyperParams
 
 __all__ = [
     "ScaleByAdaDeltaState",
@@ -28,7 +28,7 @@ __all__ = [
 class ScaleByRmsState(NamedTuple):
     """State of `scale_by_rms`."""
 
-    count: jax.Array  # shape=(), int32: updates done so far
+    count: jax.Array | None  # shape=(), int32; None without `bias_correction` and no schedule
     nu: Updates  # second moment v_t
     hyperparams: HyperParams
 
@@ -36,7 +36,7 @@ class ScaleByRmsState(NamedTuple):
 class ScaleByRStdDevState(NamedTuple):
     """State of `scale_by_stddev`."""
 
-    count: jax.Array  # shape=(), int32
+    count: jax.Array | None  # shape=(), int32; None without `bias_correction` and no schedule
     mu: Updates  # first moment m_t
     nu: Updates  # second moment v_t
     hyperparams: HyperParams
@@ -45,7 +45,7 @@ class ScaleByRStdDevState(NamedTuple):
 class ScaleByRssState(NamedTuple):
     """State of `scale_by_rss`."""
 
-    count: jax.Array  # shape=(), int32
+    count: jax.Array | None  # shape=(), int32; None unless a value is a schedule
     sum_of_squares: Updates  # s_t, the sum of all squared gradients to date
     hyperparams: HyperParams
 
@@ -53,7 +53,7 @@ class ScaleByRssState(NamedTuple):
 class ScaleByAdaDeltaState(NamedTuple):
     """State of `scale_by_adadelta`."""
 
-    count: jax.Array  # shape=(), int32
+    count: jax.Array | None  # shape=(), int32; None unless a value is a schedule
     e_g: Updates  # E[g^2]_t, running average of squared gradients
     e_x: Updates  # E[dx^2]_t, running average of squared updates
     hyperparams: HyperParams
@@ -170,7 +170,7 @@ def scale_by_rms(
 
     def init_fn(params):
         return ScaleByRmsState(
-            count=jnp.zeros([], jnp.int32),
+            count=hyper.init_count(bias_correction),
             nu=tree.moment_like(params, nu_dtype, initial_scale),
             hyperparams=hyper.init(),
         )
@@ -180,10 +180,10 @@ def scale_by_rms(
         tree.check_match(updates, state.nu, "updates", "state.nu")
         h = state.hyperparams.values
         nu = tree.update_moment(updates, state.nu, h["decay"], 2)
-        count = safe_increment(state.count)
+        count, hp_next = hyper.step(state.hyperparams, state.count)
         nu_hat = tree.bias_correction(nu, h["decay"], count) if bias_correction else nu
         out = _divide_by_root(updates, nu_hat, h["eps"], eps_in_sqrt)
-        return out, ScaleByRmsState(count, nu, hyper.advance(state.hyperparams, count))
+        return out, ScaleByRmsState(count, nu, hp_next)
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -231,7 +231,7 @@ def scale_by_stddev(
 
     def init_fn(params):
         return ScaleByRStdDevState(
-            count=jnp.zeros([], jnp.int32),
+            count=hyper.init_count(bias_correction),
             mu=tree.zeros_like(params, mu_dtype),
             nu=tree.moment_like(params, nu_dtype, initial_scale),
             hyperparams=hyper.init(),
@@ -243,13 +243,13 @@ def scale_by_stddev(
         h = state.hyperparams.values
         mu = tree.update_moment(updates, state.mu, h["decay"], 1)
         nu = tree.update_moment(updates, state.nu, h["decay"], 2)
-        count = safe_increment(state.count)
+        count, hp_next = hyper.step(state.hyperparams, state.count)
         mu_hat, nu_hat = mu, nu
         if bias_correction:
             mu_hat = tree.bias_correction(mu, h["decay"], count)
             nu_hat = tree.bias_correction(nu, h["decay"], count)
         out = _divide_by_root(updates, nu_hat, h["eps"], eps_in_sqrt, mu=mu_hat)
-        new = ScaleByRStdDevState(count, mu, nu, hyper.advance(state.hyperparams, count))
+        new = ScaleByRStdDevState(count, mu, nu, hp_next)
         return out, new
 
     return GradientTransformation(init_fn, update_fn)
@@ -295,7 +295,7 @@ def scale_by_rss(
 
     def init_fn(params):
         return ScaleByRssState(
-            count=jnp.zeros([], jnp.int32),
+            count=hyper.init_count(),
             sum_of_squares=tree.moment_like(params, nu_dtype, initial_accumulator_value),
             hyperparams=hyper.init(),
         )
@@ -306,9 +306,8 @@ def scale_by_rss(
         h = state.hyperparams.values
         sum_of_squares = _add_squares(updates, state.sum_of_squares)
         out = _divide_by_root(updates, sum_of_squares, h["eps"], eps_in_sqrt, guard=True)
-        count = safe_increment(state.count)
-        hp = hyper.advance(state.hyperparams, count)
-        return out, ScaleByRssState(count, sum_of_squares, hp)
+        count, hp_next = hyper.step(state.hyperparams, state.count)
+        return out, ScaleByRssState(count, sum_of_squares, hp_next)
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -347,7 +346,7 @@ def scale_by_adadelta(
 
     def init_fn(params):
         return ScaleByAdaDeltaState(
-            count=jnp.zeros([], jnp.int32),
+            count=hyper.init_count(),
             e_g=tree.moment_like(params, nu_dtype),
             e_x=tree.moment_like(params, nu_dtype),
             hyperparams=hyper.init(),
@@ -366,8 +365,8 @@ def scale_by_adadelta(
 
         dx = jax.tree.map(delta, updates, e_g, state.e_x)  # in compute dtype, unrounded
         e_x = tree.update_moment(dx, state.e_x, h["rho"], 2)
-        count = safe_increment(state.count)
-        new = ScaleByAdaDeltaState(count, e_g, e_x, hyper.advance(state.hyperparams, count))
+        count, hp_next = hyper.step(state.hyperparams, state.count)
+        new = ScaleByAdaDeltaState(count, e_g, e_x, hp_next)
         return tree.cast_like(dx, updates), new
 
     return GradientTransformation(init_fn, update_fn)

@@ -9,13 +9,13 @@ import jax.numpy as jnp
 
 from jaxopt_edu import tree
 from jaxopt_edu.base import GradientTransformation, ScalarOrSchedule, stateless
-from jaxopt_edu.hyper import ANY, NONNEG, Hyper, HyperParams, safe_increment
+from jaxopt_edu.hyper import ANY, NONNEG, Hyper, HyperParams
 
 
 class ScaleState(NamedTuple):
     """State of `scale`, `scale_by_learning_rate` and `scale_by_schedule`."""
 
-    count: jax.Array  # shape=(), int32: updates done so far (drives schedules)
+    count: jax.Array | None  # shape=(), int32; None unless a value is a schedule
     hyperparams: HyperParams
 
 
@@ -24,14 +24,14 @@ def _scaling(owner: str, name: str, value, interval, sign: float) -> GradientTra
 
     def init_fn(params):
         del params
-        return ScaleState(count=jnp.zeros([], jnp.int32), hyperparams=hyper.init())
+        return ScaleState(count=hyper.init_count(), hyperparams=hyper.init())
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
         factor = state.hyperparams.values[name]
         updates = tree.scale(sign * factor, updates)
-        count = safe_increment(state.count)
-        return updates, ScaleState(count, hyper.advance(state.hyperparams, count))
+        count, hp_next = hyper.step(state.hyperparams, state.count)
+        return updates, ScaleState(count, hp_next)
 
     return GradientTransformation(init_fn, update_fn)
 

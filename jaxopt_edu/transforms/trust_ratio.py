@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from jaxopt_edu import tree
 from jaxopt_edu.base import GradientTransformation, ScalarOrSchedule
-from jaxopt_edu.hyper import NONNEG, Hyper, HyperParams, safe_increment
+from jaxopt_edu.hyper import NONNEG, Hyper, HyperParams
 
 __all__ = ["ScaleByTrustRatioState", "scale_by_trust_ratio"]
 
@@ -17,7 +17,7 @@ __all__ = ["ScaleByTrustRatioState", "scale_by_trust_ratio"]
 class ScaleByTrustRatioState(NamedTuple):
     """State of `scale_by_trust_ratio`."""
 
-    count: jax.Array  # shape=(), int32
+    count: jax.Array | None  # shape=(), int32; None unless a value is a schedule
     hyperparams: HyperParams
 
 
@@ -56,7 +56,7 @@ def scale_by_trust_ratio(
 
     def init_fn(params):
         del params
-        return ScaleByTrustRatioState(count=jnp.zeros([], jnp.int32), hyperparams=hyper.init())
+        return ScaleByTrustRatioState(count=hyper.init_count(), hyperparams=hyper.init())
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
@@ -74,7 +74,7 @@ def scale_by_trust_ratio(
             ratio = h["trust_coefficient"].astype(dt) * pn / (un + h["eps"].astype(dt))
             ratios.append(jnp.where((pn == 0) | (un == 0), jnp.ones_like(ratio), ratio))
         out = tree.scale_leaves(updates, ratios)
-        count = safe_increment(state.count)
-        return out, ScaleByTrustRatioState(count, hyper.advance(state.hyperparams, count))
+        count, hp_next = hyper.step(state.hyperparams, state.count)
+        return out, ScaleByTrustRatioState(count, hp_next)
 
     return GradientTransformation(init_fn, update_fn)
