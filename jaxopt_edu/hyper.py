@@ -17,7 +17,7 @@ will use, and `set` replaces the schedule by the value you give.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -27,129 +27,25 @@ import numpy as np
 __all__ = ["HyperParams", "Interval", "float_dtype"]
 
 
-_UNSET = object()
-
-
-class HyperParams:
+class HyperParams(NamedTuple):
     """The numeric hyperparameters of one transformation, kept in its state.
 
     `values[name]` is the value the next `update` uses; `scheduled[name]` (only for
     names built from a schedule) is a boolean array, True while the value follows
     the schedule and False once `jaxopt_edu.tree.set` has overridden it.
 
-    Storage: the values are packed into one array `packed` (last axis: one entry per
-    name, in `names` order) and the flags into one boolean array `flags`, so a
-    transformation adds one array to the state however many hyperparameters it has
-    (none when it has none). `values` and `scheduled` are dictionaries of views built
-    on access: `packed[..., i]`, so a batch of states (`jax.vmap` over `tree.set`)
-    gives batched values. `HyperParams(values=..., scheduled=...)` packs dictionaries.
-
     PyTorch: `optimizer.param_groups[i]["lr"]` and friends.
-    Pitfall: read and write them with `jaxopt_edu.tree.get`/`set`; the dictionaries
-    are views, so assigning into them changes nothing. Every array that crosses a
-    `jit` boundary costs a few microseconds per call, which is why the values share
-    one array. Do not wrap our optimizers in `optax.inject_hyperparams`: they already
-    keep their hyperparameters in the state and read them from there, so values
-    injected from outside are ignored. `get` returns the value the NEXT update uses
-    (optax's `inject_hyperparams` shows the one the last update used).
+    Pitfall: read and write them with `jaxopt_edu.tree.get`/`set`; editing `values`
+    by hand with a Python float changes the dtype and recompiles the step. Do not wrap
+    our optimizers in `optax.inject_hyperparams`: they already keep their
+    hyperparameters in the state and read them from there, so values injected from
+    outside are ignored. `get` returns the value the NEXT update uses (optax's
+    `inject_hyperparams` shows the one the last update used).
     Reference: optax's `inject_hyperparams` (opt-in there, built in here).
     """
 
-    __slots__ = ("packed", "flags", "names", "scheduled_names")
-
-    def __init__(
-        self,
-        values: Mapping[str, Any] | None = None,
-        scheduled: Mapping[str, Any] | None = None,
-        *,
-        packed: Any = _UNSET,
-        flags: Any = None,
-        names: tuple[str, ...] = (),
-        scheduled_names: tuple[str, ...] = (),
-    ):
-        if packed is not _UNSET:  # rebuilt field by field (jax's unflatten, `_make`)
-            self.packed, self.flags = packed, flags
-            self.names, self.scheduled_names = names, scheduled_names
-            return
-        values = dict(values or {})
-        scheduled = dict(scheduled or {})
-        missing = [k for k in scheduled if k not in values]
-        if missing:
-            raise ValueError(f"HyperParams: scheduled names {missing} have no value.")
-        self.names = tuple(values)
-        self.scheduled_names = tuple(scheduled)
-        self.packed = _pack(list(values.values()))
-        self.flags = _pack(list(scheduled.values()))
-
-    @classmethod
-    def _make(cls, packed, flags, names, scheduled_names) -> HyperParams:
-        return cls(packed=packed, flags=flags, names=names, scheduled_names=scheduled_names)
-
-    @property
-    def values(self) -> dict[str, jax.Array]:
-        return {k: _view(self.packed, i) for i, k in enumerate(self.names)}
-
-    @property
-    def scheduled(self) -> dict[str, jax.Array]:
-        return {k: _view(self.flags, i) for i, k in enumerate(self.scheduled_names)}
-
-    def renamed(self, table: Mapping[str, str]) -> HyperParams:
-        """The same arrays under new names (`old -> new`; names not in `table` stay)."""
-        return self._make(
-            self.packed,
-            self.flags,
-            tuple(table.get(k, k) for k in self.names),
-            tuple(table.get(k, k) for k in self.scheduled_names),
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, HyperParams):
-            return NotImplemented
-        same_names = (self.names, self.scheduled_names) == (other.names, other.scheduled_names)
-        return same_names and _same(self.packed, other.packed) and _same(self.flags, other.flags)
-
-    __hash__ = None  # type: ignore[assignment]  # holds arrays, like a dict
-
-    def __repr__(self) -> str:
-        try:
-            vals = self.values
-        except Exception:  # a tree.map put something that is not an array in `packed`
-            return f"HyperParams(names={self.names}, packed={self.packed!r})"
-        return f"HyperParams(values={vals!r}, scheduled={self.scheduled!r})"
-
-
-# a dataclass-like node: jax flattens it in C++ (a Python flatten method would cost a few
-# microseconds at every jitted call that takes a state)
-jax.tree_util.register_dataclass(
-    HyperParams, data_fields=["packed", "flags"], meta_fields=["names", "scheduled_names"]
-)
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal leaves: arrays elementwise (same shape), anything else with `==`."""
-    if a is b:
-        return True
-    if hasattr(a, "shape") and hasattr(b, "shape") and hasattr(a, "dtype"):
-        return np.shape(a) == np.shape(b) and bool(np.all(np.asarray(a) == np.asarray(b)))
-    return bool(a == b)
-
-
-def _view(packed: Any, i: int) -> Any:
-    """Entry `i` of a packed array; for an abstract state (`jax.eval_shape`) the
-    entry's `ShapeDtypeStruct`; any other leaf a `tree.map` put there stands for every
-    entry and comes back as it is."""
-    if isinstance(packed, jax.ShapeDtypeStruct):
-        return jax.ShapeDtypeStruct(packed.shape[:-1], packed.dtype)
-    if hasattr(packed, "shape") and hasattr(packed, "__getitem__"):
-        return packed[..., i]
-    return packed
-
-
-def _pack(items: list[Any]) -> jax.Array | None:
-    """Scalars (or same-batch arrays) stacked on a new last axis; None when empty."""
-    if not items:
-        return None
-    return jnp.stack(jnp.broadcast_arrays(*[jnp.asarray(x) for x in items]), axis=-1)
+    values: dict[str, jax.Array]
+    scheduled: dict[str, jax.Array]
 
 
 def float_dtype() -> np.dtype:
@@ -268,19 +164,18 @@ class Hyper:
         """Values for the update at step `count` (a schedule unless overridden)."""
         if not self.schedules:
             return hp
-        values = hp.values
-        flags = hp.scheduled
+        values = dict(hp.values)
         for k, f in self.schedules.items():
             old = values[k]
-            values[k] = jnp.where(flags[k], jnp.asarray(f(count), old.dtype), old)
-        packed = _pack([values[k] for k in hp.names])
-        return HyperParams._make(packed, hp.flags, hp.names, hp.scheduled_names)
+            values[k] = jnp.where(hp.scheduled[k], jnp.asarray(f(count), old.dtype), old)
+        return HyperParams(values=values, scheduled=hp.scheduled)
 
     def init_count(self, needed: bool = False) -> jax.Array | None:
         """The step count for the state: an int32 zero when the transformation's math
         needs it (`needed`, e.g. bias correction) or a hyperparameter is a schedule;
-        else None, so no array that nothing reads crosses `jit` at every call (optax's
-        `trace` and constant `scale_by_learning_rate` keep no count either)."""
+        else None. A count nothing reads would still cross `jit` at every call, and on
+        a GPU its increment is a kernel launch of its own (optax's `trace` and
+        constant-learning-rate scaling keep no count either)."""
         return jnp.zeros([], jnp.int32) if needed or self.schedules else None
 
     def step(self, hp: HyperParams, count: jax.Array | None):
@@ -309,7 +204,12 @@ def rename(tx, **mapping: str):
 
     def relabel(state, table):
         def node(x):
-            return x.renamed(table) if isinstance(x, HyperParams) else x
+            if not isinstance(x, HyperParams):
+                return x
+            return HyperParams(
+                values={table.get(k, k): v for k, v in x.values.items()},
+                scheduled={table.get(k, k): v for k, v in x.scheduled.items()},
+            )
 
         return jax.tree.map(node, state, is_leaf=lambda x: isinstance(x, HyperParams))
 

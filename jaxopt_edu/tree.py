@@ -398,7 +398,7 @@ def _hyper_nodes(state: chex.ArrayTree) -> list[tuple[str, HyperParams]]:
 
 
 def _available(state) -> list[str]:
-    return sorted({k for _, hp in _hyper_nodes(state) for k in hp.names})
+    return sorted({k for _, hp in _hyper_nodes(state) for k in hp.values})
 
 
 def get_all_with_path(state: chex.ArrayTree, name: str) -> list[tuple[str, jax.Array]]:
@@ -410,7 +410,7 @@ def get_all_with_path(state: chex.ArrayTree, name: str) -> list[tuple[str, jax.A
     return [
         (f"{p}.values[{name!r}]", hp.values[name])
         for p, hp in _hyper_nodes(state)
-        if name in hp.names
+        if name in hp.values
     ]
 
 

@@ -49,14 +49,3 @@ def tanh_fit_problem(seed, rows, wave, b_scale):
         )
 
     return params, loss
-
-
-def state_arrays(state):
-    """The array leaves of an optimizer state without its hyperparameters (each
-    transformation packs those into one array, which may share a param's shape)."""
-    from jaxopt_edu import HyperParams
-
-    def is_hp(x):
-        return isinstance(x, HyperParams)
-
-    return jax.tree.leaves(jax.tree.map(lambda x: None if is_hp(x) else x, state, is_leaf=is_hp))

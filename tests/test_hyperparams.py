@@ -158,22 +158,10 @@ def _hyper_nodes(state):
     return [x for x in jax.tree.leaves(state, is_leaf=is_hp) if is_hp(x)]
 
 
-def test_each_transformation_packs_its_hyperparameters_into_one_array():
-    # adam's four (b1, b2, eps, eps_root) travel as one array, the learning rate as
-    # another: every array crossing `jit` costs time at each call
-    state = jo.adam(1e-3, b1=0.8).init(PARAMS)
-    nodes = _hyper_nodes(state)
-    assert [n.names for n in nodes] == [("b1", "b2", "eps", "eps_root"), ("learning_rate",)]
-    assert [jax.tree.leaves(n)[0].shape for n in nodes] == [(4,), (1,)]
-    assert float(nodes[0].values["b1"]) == pytest.approx(0.8)
-    # the views are read-only copies: assigning into them changes nothing
-    nodes[0].values["b1"] = jnp.asarray(0.1)
-    assert float(jo.tree.get(state, "b1")) == pytest.approx(0.8)
-
-
 def test_count_is_kept_only_where_something_reads_it():
-    # optax keeps no count in `trace` or a constant-lr scale; neither do we. Adam's bias
-    # correction and any schedule need one.
+    # optax keeps no count in `trace` or a constant-lr scale; neither do we (each array in
+    # the state crosses `jit` at every call; on a GPU an increment is a kernel launch).
+    # Adam's bias correction and any schedule need one.
     leaves = jax.tree.leaves(jo.sgd(0.1, momentum=0.9).init(PARAMS))
     assert len(leaves) == len(jax.tree.leaves(PARAMS)) + 2  # trace + two hyperparameter arrays
     state = jo.sgd(jo.linear_schedule(1.0, 0.0, 10), momentum=0.9).init(PARAMS)
@@ -190,10 +178,6 @@ def test_batched_states_and_abstract_states_read_by_name():
     np.testing.assert_allclose(jo.tree.get(states, "learning_rate"), lrs)
     np.testing.assert_allclose(jo.tree.get(states, "b1"), [0.5] * 3)
     np.testing.assert_allclose(jo.tree.get(states, "b2"), [0.999] * 3, rtol=1e-7)
-    # outside vmap too: a batch of one value broadcasts the others packed with it
-    batch = jo.tree.set(tx.init(PARAMS), b1=jnp.asarray([0.5, 0.6, 0.7]))
-    np.testing.assert_allclose(jo.tree.get(batch, "eps"), [1e-8] * 3)
-    assert jo.tree.get(batch, "learning_rate").shape == ()
     abstract = jax.eval_shape(tx.init, PARAMS)
     got = jo.tree.get(abstract, "b2")
     assert isinstance(got, jax.ShapeDtypeStruct) and got.shape == () and got.dtype == jnp.float32
@@ -210,6 +194,4 @@ def test_hyperparams_pickle_copy_and_compare():
         assert _hyper_nodes(again) == _hyper_nodes(state)
     other = jo.tree.set(state, weight_decay=0.5)
     assert _hyper_nodes(other) != _hyper_nodes(state)
-    lr = _hyper_nodes(state)[-1]
-    assert lr.names == ("learning_rate",) and lr.scheduled_names == ("learning_rate",)
-    assert "learning_rate" in repr(lr) and "scheduled={'learning_rate'" in repr(lr)
+    assert "scheduled={'learning_rate'" in repr(_hyper_nodes(state)[-1])

@@ -4,7 +4,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from oracle_utils import state_arrays
 
 import jaxopt_edu as jo
 
@@ -38,7 +37,7 @@ MOMENT_OPTIMIZERS = {
 def test_bfloat16_moments_float32_math(name):
     tx = MOMENT_OPTIMIZERS[name]()
     state = tx.init(PARAMS)
-    per_param = [x for x in state_arrays(state) if x.shape in {(3, 4), (4,)}]
+    per_param = [x for x in jax.tree.leaves(state) if x.shape in {(3, 4), (4,)}]
     assert per_param and all(x.dtype == BF16 for x in per_param), name
     params = PARAMS
     step = jax.jit(lambda g, s, p: tx.update(g, s, p))

@@ -15,7 +15,7 @@ __all__ = ["ScaleByLionState", "scale_by_lion"]
 
 
 class ScaleByLionState(NamedTuple):
-    """State of `scale_by_lion`: the step count, the momentum $m_t$ and b1, b2."""
+    """State of `scale_by_lion`: the momentum $m_t$, b1 and b2 (a step count only with a schedule)."""
 
     count: jax.Array | None  # shape=(), int32; None unless a value is a schedule
     mu: Updates  # momentum m_t, stored in mu_dtype (default: the params' dtype)
