@@ -5,8 +5,9 @@
 
 The page quotes the step table (bench_step.py), the layout experiment
 (bench_pytree_layouts.py), the whole training step (bench_train_step.py), the
-leaves plot (bench_leaves.py) and the sweep table (bench_sweep.py). GPU rows, when a GPU run was made, come from
-`benchmarks/results/step_gpu.json` (same format as step.json).
+leaves plot (bench_leaves.py) and the sweep table (bench_sweep.py). GPU rows, when a GPU
+run was made, come from `benchmarks/results/step_gpu.json` (same format as step.json) and
+`train_step_gpu.json`; `hyper_packing_gpu.md` is quoted as it is.
 """
 
 from __future__ import annotations
@@ -58,15 +59,13 @@ def _ratios(rows, a, b, key="step_s"):
     return f"{lo}x" if lo == hi else f"{lo}–{hi}x"
 
 
-def findings_section(cpu: Path, gpu: Path, gpu_flatten: Path | None = None) -> str:
+def findings_section(cpu: Path, gpu: Path) -> str:
     """What the step tables say, with ranges computed from the JSON the tables come from."""
     lines = ["## What the step tables say", ""]
     for path, where in ((cpu, "this CPU"), (gpu, "the GPU")):
         if not path.exists():
             continue
         rows = json.loads(path.read_text())["rows"]
-        if where == "the GPU" and gpu_flatten is not None and gpu_flatten.exists():
-            rows = rows + json.loads(gpu_flatten.read_text())["rows"]
         big = [r for r in rows if r["tree"] != "small"]
         small = [r for r in rows if r["tree"] == "small"]
         lines.append(
@@ -118,11 +117,12 @@ def findings_section(cpu: Path, gpu: Path, gpu_flatten: Path | None = None) -> s
         "(and, for weight decay, the packed params) are copied into the flat buffers each "
         "step.",
         "",
-        "The GPU rows were measured before two changes: `Layout` objects are now interned "
-        "with a cached hash (before, `jit` compared the 2000-slot layouts of the flat "
-        "arrays field by field on every call, about 80 us each, several times per step: "
-        "on this CPU that overhead alone made flat Adam on the small-leaf tree 1.67x the "
-        "roofline instead of 1.02x), and `flatten` packed every leaf into one buffer per dtype.",
+        "On the GPU every kernel launch and every array crossing `jit` costs microseconds, "
+        "and a step on the matrix takes a few hundred. There, XLA fuses Adam's three "
+        "updates into one kernel per leaf, so what is left above the roofline is fixed "
+        "cost per call: arrays in and out, scalar kernels for the step count. That is "
+        "why each transformation packs its hyperparameters into one array and keeps a "
+        "step count only where something reads it (next section).",
         "",
         "On this CPU torch's fused Adam/AdamW reads and writes each word once in one loop; "
         "XLA splits the same update into three loops (new m, new v, then the parameter), "
@@ -141,6 +141,36 @@ def findings_section(cpu: Path, gpu: Path, gpu_flatten: Path | None = None) -> s
         "",
     ]
     return "\n".join(lines)
+
+
+def scalars_section(path: Path) -> str:
+    d = json.loads(path.read_text())
+    t = d["step_s"]
+    base = t["roof_sgd_pass0"]
+    lines = [
+        "### What one scalar array in the state costs per call",
+        "",
+        f"`benchmarks/bench_scalars.py --n {d['n']} --repeats {d['repeats']}` on "
+        f"{d['device']}, jax {d['jax']}: the roofline kernel of SGD with momentum on one "
+        f"{d['n']} x {d['n']} matrix, with k int32 scalars in the state that pass "
+        "through or are incremented like a step count, and the two libraries' steps on "
+        "the same matrix, all in one process.",
+        "",
+        "| k scalars | passed through: us (x k=0) | incremented: us (x k=0) |",
+        "|---|---|---|",
+    ]
+    for k in sorted(int(n[len("roof_sgd_pass") :]) for n in t if n.startswith("roof_sgd_pass")):
+        a, b = t[f"roof_sgd_pass{k}"], t.get(f"roof_sgd_inc{k}")
+        inc = f"{b * 1e6:.1f} ({b / base:.3f})" if b is not None else "—"
+        lines.append(f"| {k} | {a * 1e6:.1f} ({a / base:.3f}) | {inc} |")
+    if d.get("note"):
+        lines += ["", f"Note: {d['note']}."]
+    lines += ["", "| step | us | x optax |", "|---|---|---|"]
+    for chain in ("sgd_momentum", "adam"):
+        ours, theirs = t.get(f"jaxopt_edu_{chain}"), t.get(f"optax_{chain}")
+        if ours and theirs:
+            lines.append(f"| jaxopt_edu {chain} | {ours * 1e6:.1f} | {ours / theirs:.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 def layouts_section(path: Path) -> str:
@@ -190,12 +220,12 @@ TRAIN_STEP_LABELS = {
 }
 
 
-def train_step_section(path: Path) -> str:
+def train_step_section(path: Path, where: str = "") -> str:
     d = json.loads(path.read_text())
     res = d["results"]
     base = res["optax"]
     lines = [
-        "## A whole training step on many small leaves",
+        f"## A whole training step on many small leaves{' ' + where if where else ''}",
         "",
         f"`benchmarks/bench_train_step.py`: loss, gradient and Adam in one jitted step on "
         f"{d['leaves']} leaves ({d['params'] / 1e6:.2f}M params), {d['device']}, jax "
@@ -289,26 +319,28 @@ def main(argv=None):
     if (results / "step_gpu.json").exists():
         parts.append(step_section(results / "step_gpu.json", "One optimizer step on a GPU"))
         parts.append(
-            "Measured with `bash benchmarks/run_gpu.sh` (one command, run once on a lent "
-            "machine; torch is not installed there). The run had a time limit; a case missing "
+            "Measured on a lent machine, by `bash benchmarks/run_gpu.sh` or the calls the note "
+            "names (torch is not installed there). Each call had a time limit; a case missing "
             "from the table did not finish inside it.\n"
         )
-    if (results / "flatten_gpu.json").exists():
+    parts.append(findings_section(results / "step.json", results / "step_gpu.json"))
+    if (results / "hyper_packing_gpu.md").exists():
         parts.append(
-            step_section(
-                results / "flatten_gpu.json",
-                "The pytree API with a flat state (`jaxopt_edu.flatten`) on a GPU",
-            )
+            "## Hyperparameters in the state: the cost per call\n\n"
+            + (results / "hyper_packing_gpu.md").read_text()
         )
-    parts.append(
-        findings_section(
-            results / "step.json", results / "step_gpu.json", results / "flatten_gpu.json"
-        )
-    )
+    if (results / "scalars_gpu.json").exists():
+        parts.append(scalars_section(results / "scalars_gpu.json"))
     if (results / "pytree_layouts.json").exists():
         parts.append(layouts_section(results / "pytree_layouts.json"))
     if (results / "train_step.json").exists():
         parts.append(train_step_section(results / "train_step.json"))
+    if (results / "train_step_gpu.json").exists():
+        parts.append(
+            train_step_section(results / "train_step_gpu.json", "on a GPU")
+            + "\nMeasured by `bash benchmarks/run_gpu.sh` (500 leaves there, to fit its time "
+            "limit), before the hyperparameter packing above.\n"
+        )
     if (results / "leaves.json").exists():
         parts.append(leaves_section(results / "leaves.json"))
     if (results / "sweep.json").exists():

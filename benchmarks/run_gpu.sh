@@ -5,8 +5,9 @@
 # cut off keeps what it measured:
 #   1. the optimizer step on the 2000-leaf tree (the slow one to compile), then on the
 #      GPT tree and the matrix, into $OUT/step_gpu.json (+ .md), the format of step.json;
-#   2. a whole training step (bench_train_step.py) into $OUT/train_step_gpu.json;
-#   3. the numerics tests of the flat layout on this device.
+#   2. the cost of a scalar array per call (bench_scalars.py) into $OUT/scalars_gpu.json;
+#   3. a whole training step (bench_train_step.py) into $OUT/train_step_gpu.json;
+#   4. the numerics tests of the flat layout on this device.
 # QUICK=--quick makes it a smoke run (small trees) on any machine.
 set -u
 OUT=${OUT:-benchmarks/results}
@@ -27,6 +28,8 @@ timeout ${SMALL_S:-200} python benchmarks/bench_step.py $QUICK --no-torch --repe
 timeout ${BIG_S:-120} python benchmarks/bench_step.py $QUICK --no-torch --repeats $R --append \
   --trees gpt,matrix --chains ${BIG_CHAINS:-sgd_momentum,adam,clip_adamw_cosine,lion} \
   --out "$OUT/step_gpu.json" 2>&1 | grep -v -i warning
+timeout ${SCALARS_S:-60} python benchmarks/bench_scalars.py --out "$OUT/scalars_gpu.json" \
+  2>&1 | grep -v -i warning
 timeout ${TRAIN_S:-90} python benchmarks/bench_train_step.py --leaves ${TRAIN_LEAVES:-500} \
   --repeats $R --out "$OUT/train_step_gpu.json" 2>&1 | grep -v -i warning
 if python -c "import pytest, chex" 2>/dev/null; then

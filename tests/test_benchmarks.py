@@ -181,3 +181,33 @@ def test_make_docs_from_results(tmp_path):
     assert "## One optimizer step on this CPU" in text
     assert "## What the step tables say" in text and "flat / roofline" in text
     assert "on a GPU" not in text  # no GPU results in that folder
+
+
+def test_bench_step_append_keeps_earlier_rows_of_the_same_device(tmp_path):
+    out = tmp_path / "step.json"
+    common = ["--quick", "--trees", "matrix", "--repeats", "2", "--no-torch", "--out", str(out)]
+    bench_step.main(common + ["--chains", "sgd_momentum"])
+    bench_step.main(common + ["--chains", "adam", "--append"])
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["chain"] for r in rows] == ["sgd_momentum", "adam"]
+    assert out.with_suffix(".md").read_text().count("| matrix") == 2
+    # rows of another machine are not mixed in
+    data = json.loads(out.read_text())
+    data["device"] = "another machine"
+    out.write_text(json.dumps(data))
+    with pytest.raises(SystemExit):
+        bench_step.main(common + ["--chains", "adam", "--append"])
+    assert json.loads(out.read_text())["device"] == "another machine"
+
+
+def test_bench_scalars_smoke_and_docs_section(tmp_path):
+    bench_scalars = pytest.importorskip("bench_scalars")
+    out = tmp_path / "scalars.json"
+    bench_scalars.main(["--n", "16", "--repeats", "2", "--out", str(out)])
+    d = json.loads(out.read_text())
+    assert d["n"] == 16 and "device" in d
+    names = {f"roof_sgd_{k}{n}" for k in ("pass", "inc") for n in bench_scalars.COUNTS}
+    names |= {f"{lib}_{c}" for lib in ("jaxopt_edu", "optax") for c in bench_scalars.CHAINS}
+    assert set(d["step_s"]) == names and all(t > 0 for t in d["step_s"].values())
+    text = make_docs.scalars_section(out)
+    assert "| 16 |" in text and "| jaxopt_edu adam |" in text
