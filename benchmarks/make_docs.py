@@ -107,7 +107,7 @@ def findings_section(cpu: Path, gpu: Path) -> str:
         "arrays altogether: use it when the step time matters. Keeping only the *state* "
         "flat under the pytree API (`flatten(tx)`) helps where per-leaf costs dominate, on "
         "the GPU and on many small leaves. On this CPU, packing large leaves costs more "
-        'than it saves (next section), so `flatten`\'s default `max_leaf_size="auto"` '
+        'than it saves (see "Keeping the state flat inside pytree mode"), so `flatten`\'s default `max_leaf_size="auto"` '
         "keeps leaves above 65536 elements apart on a CPU (the CPU rows use the defaults) "
         "and packs every leaf on an accelerator. A leaf kept apart stays in its own shape "
         "(read through a reshaped view, a donated parameter was copied whole by XLA-CPU "

@@ -400,8 +400,8 @@ def flatten(
       max_buffer_leaves: at most this many leaves share one buffer (default 64).
         XLA's compile time grows faster than linearly with the number of slices
         taken from one buffer: on this project's 2-core CPU, 2000 small leaves, a
-        training step with one shared buffer compiled in about 1.8x optax's time,
-        with buffers of 64 leaves in about 0.5x, for the same step time
+        training step with one shared buffer compiled in about 2x optax's time,
+        with buffers of 64 leaves in about 0.55x, for the same step time
         (`benchmarks/bench_train_step.py`, docs/benchmarks.md). On an H200 with 500
         leaves it went the other way (one buffer 0.53x optax, 64 per buffer 1.05x):
         there each extra buffer adds GPU kernels to compile. None: one shared
