@@ -222,12 +222,15 @@ def nbytes(tree):
 # keyword arguments of jo.flatten in the `ours flatten` column (`--flatten-max-leaf`,
 # `--flatten-max-buffer-leaves`); empty: the library's defaults
 FLATTEN_ARGS: dict = {}
+# keyword arguments of flat.ravel in the `ours flat` column (`--flat-max-buffer-leaves`);
+# empty: ravel's default, one buffer per dtype
+FLAT_ARGS: dict = {}
 
 
 def prepare_lib(lib, chain, shapes, layout="pytree"):
     """One library's step (`jaxopt_edu` or optax) on the user's pytree ("pytree"), on flat
     buffers ("flat"), or on the user's pytree with the state flat ("flatten": `jo.flatten`)."""
-    wrap = flat.ravel if layout == "flat" else (lambda t: t)
+    wrap = (lambda t: flat.ravel(t, **FLAT_ARGS)) if layout == "flat" else (lambda t: t)
     params, grads = wrap(make_arrays(shapes, 0)), wrap(make_arrays(shapes, 1))
     tx = build(lib, chain)
     if layout == "flatten":
@@ -324,6 +327,7 @@ def run(trees, chains, repeats, quick, with_torch, on_row=None):
         for chain in chains:
             row = {"tree": tree_name, "leaves": len(shapes), "params": n, "chain": chain}
             row["flatten_args"] = dict(FLATTEN_ARGS)
+            row["flat_args"] = dict(FLAT_ARGS)
             row |= bench_row(chain, shapes, repeats, with_torch)
             rows.append(row)
             print(summary_line(row), flush=True)
@@ -380,8 +384,11 @@ def markdown(rows, device):
             return f"{d['peak_bytes'] / d['base_bytes']:.3f}" if d and d["peak_bytes"] > 0 else "—"
 
         names = ("ours_flat", "ours_pytree", "ours_flatten", "optax")
+        flat_cap = row.get("flat_args", {}).get("max_buffer_leaves")
+        cap = f"; flat: {flat_cap} leaves per buffer" if flat_cap else ""
         lines.append(
-            f"| {row['tree']} ({row['leaves']} leaves, {row['params'] / 1e6:.2f}M) | {row['chain']} "
+            f"| {row['tree']} ({row['leaves']} leaves, {row['params'] / 1e6:.2f}M{cap}) "
+            f"| {row['chain']} "
             f"| {roof} | {cell('ours_flat')} | {cell('ours_pytree')} | {cell('ours_flatten')} "
             f"| {cell('optax')} | {ratio('ours_pytree')} | {ratio('ours_flatten')} "
             f"| {cell('torch_fused')} | {cell('torch_foreach')} "
@@ -409,6 +416,12 @@ def main(argv=None):
         help="max_buffer_leaves of the `ours flatten` column: an int or 'none' "
         "(default: the library's, 64)",
     )
+    ap.add_argument(
+        "--flat-max-buffer-leaves",
+        type=int,
+        default=None,
+        help="max_buffer_leaves of flat.ravel in the `ours flat` column (default: one buffer)",
+    )
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "step.json"))
     ap.add_argument(
         "--append",
@@ -417,6 +430,9 @@ def main(argv=None):
     )
     args = ap.parse_args(argv)
     FLATTEN_ARGS.clear()
+    FLAT_ARGS.clear()
+    if args.flat_max_buffer_leaves is not None:
+        FLAT_ARGS["max_buffer_leaves"] = args.flat_max_buffer_leaves
     for key, value in (
         ("max_leaf_size", args.flatten_max_leaf),
         ("max_buffer_leaves", args.flatten_max_buffer_leaves),

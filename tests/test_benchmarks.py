@@ -211,3 +211,24 @@ def test_bench_scalars_smoke_and_docs_section(tmp_path):
     assert set(d["step_s"]) == names and all(t > 0 for t in d["step_s"].values())
     text = make_docs.scalars_section(out)
     assert "| 16 |" in text and "| jaxopt_edu adam |" in text
+
+
+def test_bench_step_flat_cap_is_used_and_labelled(tmp_path, monkeypatch):
+    seen = []
+    ravel = bench_step.flat.ravel
+
+    def spy(*args, **kw):  # `flatten` calls ravel too, with positional arguments
+        out = ravel(*args, **kw)
+        if len(args) == 1:
+            seen.append(len(out.buffers))
+        return out
+
+    monkeypatch.setattr(bench_step.flat, "ravel", spy)
+    out = tmp_path / "step.json"
+    args = ["--quick", "--trees", "small", "--chains", "sgd_momentum", "--repeats", "2"]
+    bench_step.main(args + ["--no-torch", "--flat-max-buffer-leaves", "4", "--out", str(out)])
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["flat_args"] == {"max_buffer_leaves": 4}
+    assert "flat: 4 leaves per buffer" in out.with_suffix(".md").read_text()
+    # the flat column's params and grads were raveled with the cap
+    assert seen and all(n == -(-row["leaves"] // 4) for n in seen)
