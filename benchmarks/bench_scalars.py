@@ -29,7 +29,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import optax
-from bench_step import build, make_arrays, measure, prepare_jax
+from bench_step import make_arrays, measure, prepare_jax, prepare_lib
 
 import jaxopt_edu as jo
 
@@ -58,14 +58,7 @@ def runners(n: int) -> dict:
             out[f"roof_sgd_{kind}{k}"] = prepare_jax(scalar_step(kind == "inc"), p, g, s)
     for chain in CHAINS:
         for lib in (jo, optax):
-            p, g = make_arrays(shapes, 0), make_arrays(shapes, 1)
-            tx = build(lib, chain)
-
-            def step(p, g, s, tx=tx, lib=lib):
-                u, s = tx.update(g, s, p)
-                return lib.apply_updates(p, u), s
-
-            out[f"{lib.__name__}_{chain}"] = prepare_jax(step, p, g, tx.init(p))
+            out[f"{lib.__name__}_{chain}"] = prepare_lib(lib, chain, shapes)
     return out
 
 
