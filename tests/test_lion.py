@@ -270,3 +270,129 @@ def test_set_mid_run_matches_a_switching_schedule(x64):
     assert max_rel_err(by_set, switching) < 1e-12
     constant = trajectory(tx, params, loss, apply_updates, steps=60)
     assert max_rel_err(by_set, constant) > 1e-3
+
+
+# ------------------------------------------- XLA:CPU: the momentum updated in place
+
+from jaxopt_edu.transforms import lion as lion_module  # noqa: E402
+
+
+def _special_values(n, dtype, seed):
+    """Random values with the cases a sign can trip on planted at fixed places."""
+    x = np.random.RandomState(seed).randn(n).astype(np.float32)
+    x[:8] = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-30, -1e-30, 0.0]
+    return jnp.asarray(x, dtype)
+
+
+def _one_step(tx, grads, params, donate):
+    """The update and new momentum of a second step (so the momentum holds the
+    special values too), jitted, the state donated or not."""
+    f = jax.jit(tx.update, donate_argnums=(1,) if donate else ())
+    _, state = f(grads, tx.init(params), params)
+    u, state = f(jax.tree.map(lambda x: x[::-1], grads), state, params)
+    return jax.tree.map(np.asarray, (u, state.mu))
+
+
+@pytest.mark.parametrize("mu_dtype", [None, jnp.bfloat16])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("donate", [True, False])
+def test_ordered_form_gives_the_plain_bits(monkeypatch, dtype, mu_dtype, donate):
+    """The signs-first form (used above 32 MiB of momentum on CPUs) gives bit for bit
+    what the plain form gives, NaN, infinities and signed zeros included; the
+    directions are optax's too, the momentum within float32 rounding of optax's
+    (optax rounds 1 - b2 from a Python float, this library from the stored b2)."""
+    params = {"w": jnp.zeros((7, 9), dtype), "b": jnp.zeros(40, dtype), "e": jnp.zeros(0, dtype)}
+    grads = {
+        "w": _special_values(63, dtype, 0).reshape(7, 9),
+        "b": _special_values(40, dtype, 1),
+        "e": jnp.zeros(0, dtype),
+    }
+    tx = scale_by_lion(0.8, 0.95, mu_dtype=mu_dtype)
+    plain = _one_step(tx, grads, params, donate)
+    monkeypatch.setattr(lion_module, "_ORDERED_MIN_BYTES", 0)
+    ordered = _one_step(tx, grads, params, donate)
+    for a, b in zip(jax.tree.leaves(ordered), jax.tree.leaves(plain), strict=True):
+        assert a.dtype == b.dtype
+        a, b = a.astype(np.float32), b.astype(np.float32)  # exact, and numpy sees NaN
+        np.testing.assert_array_equal(a, b)  # NaN where NaN
+        same_sign = np.signbit(a) == np.signbit(b)
+        assert same_sign[~np.isnan(a)].all(), "a signed zero flipped"
+    with jax.numpy_dtype_promotion("standard"):
+        u, mu = _one_step(optax.scale_by_lion(0.8, 0.95, mu_dtype=mu_dtype), grads, params, donate)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_array_equal(a.astype(np.float32), b.astype(np.float32)),
+        ordered[0],
+        u,
+    )
+    f32 = mu_dtype is None and dtype == jnp.float32
+    tol = dict(rtol=1e-6, atol=1e-7) if f32 else dict(rtol=2.0**-7, atol=1e-3)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(
+            np.asarray(a, np.float32), np.asarray(b, np.float32), **tol
+        ),
+        ordered[1],
+        mu,
+    )
+
+
+def test_ordered_form_with_a_nan_b1_gives_nan_directions(monkeypatch):
+    monkeypatch.setattr(lion_module, "_ORDERED_MIN_BYTES", 0)
+    params = {"w": jnp.zeros(5)}
+    tx = scale_by_lion(0.9, 0.99)
+    state = tx.init(params)
+    state.hyperparams.values["b1"] = jnp.asarray(jnp.nan, state.hyperparams.values["b1"].dtype)
+    u, new = jax.jit(tx.update)({"w": jnp.arange(5.0)}, state, params)
+    assert np.isnan(np.asarray(u["w"])).all()
+    one_minus_b2 = np.float32(1) - np.float32(0.99)  # m_0 = 0, so m_1 = (1 - b2) g
+    np.testing.assert_array_equal(new.mu["w"], one_minus_b2 * np.arange(5, dtype=np.float32))
+
+
+def test_ordered_form_under_vmap_of_b1(monkeypatch):
+    """Batched hyperparameters turn the `cond` into a select: same numbers as the plain form."""
+    params = {"w": jnp.zeros(6)}
+    grads = {"w": jnp.linspace(-1.0, 1.0, 6)}
+    tx = scale_by_lion(0.9, 0.99)
+    state = tx.init(params)._replace(mu={"w": jnp.linspace(0.5, -0.7, 6)})
+    b1s = jnp.array([0.0, 0.3, 0.99, jnp.nan], jnp.float32)
+
+    def run(b1):
+        s = state._replace(
+            hyperparams=state.hyperparams._replace(values={**state.hyperparams.values, "b1": b1})
+        )
+        u, s = tx.update(grads, s, params)
+        return u, s.mu
+
+    plain = jax.jit(jax.vmap(run))(b1s)
+    monkeypatch.setattr(lion_module, "_ORDERED_MIN_BYTES", 0)
+    ordered = jax.jit(jax.vmap(run))(b1s)
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(ordered), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert np.isnan(np.asarray(ordered[0]["w"][3])).all()
+
+
+def _compiled_step(n):
+    """Lion on one leaf of n float32 params, donated, compiled (never run)."""
+    tx = lion(1e-4, weight_decay=0.1)
+    abstract = {"w": jax.ShapeDtypeStruct((n,), jnp.float32)}
+    state = jax.eval_shape(tx.init, abstract)
+
+    def step(p, g, s):
+        u, s = tx.update(g, s, p)
+        return apply_updates(p, u), s
+
+    return jax.jit(step, donate_argnums=(0, 2)).lower(abstract, abstract, state).compile()
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="an XLA:CPU buffer-reuse property")
+def test_large_momentum_is_updated_in_place_on_the_cpu():
+    """Above 32 MiB of momentum the compiled step keeps no copy of it: its temp memory
+    is the one-byte signs (the plain form holds a 4-byte copy of every coordinate)."""
+    n = 1 << 23  # 32 MiB of float32 momentum
+    c = _compiled_step(n)
+    temp = c.memory_analysis().temp_size_in_bytes
+    assert temp <= n + 4096, f"temp {temp} bytes for {n} coordinates: the momentum was copied"
+    entry = c.as_text().split("ENTRY", 1)[1]
+    assert f"f32[{n}]{{0}} copy(" not in entry
+    # below the threshold the plain form stays (the copy is then the faster choice)
+    small = _compiled_step(1 << 16)
+    assert "conditional(" not in small.as_text()
