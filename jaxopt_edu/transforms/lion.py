@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxopt_edu import tree
 from jaxopt_edu.base import GradientTransformation, ScalarOrSchedule, Updates
@@ -34,12 +35,46 @@ def _sign_of_mix(grads, moments, b1):
     return jax.tree.map(f, grads, moments)
 
 
-# the signs -1, -0, +0, +1 and NaN are exact in one byte of float8
-_SIGN_DTYPE = jnp.float8_e4m3fn
-# below this much momentum XLA:CPU's copy of it is cheaper than ordering the loops
-# (measured on the project's 2-core CPU: the plain form wins up to 4M float32 coordinates,
-# the two break even at 16 MiB, the ordered one is 2x faster at 64 MiB)
-_ORDERED_MIN_BYTES = 1 << 25
+# A leaf whose momentum is smaller than this keeps the plain form: XLA:CPU's copy of
+# it is then cheaper than the extra loop (measured on the project's 2-core CPU with
+# float32: plain 20 us, ordered 32 us at 64 KiB; 66 and 51 us at 256 KiB; 30 and
+# 10 ms at 64 MiB, where the copy's page faults dominate).
+_ORDERED_MIN_LEAF_BYTES = 1 << 18
+_NEVER_A_SIGN = 0x40  # the top byte of 2.0 in every IEEE float format
+
+
+def _top_byte(s):
+    """The top byte of each sign's bits: it tells -1, -0, +0, +1 and NaN apart."""
+    width = 8 * s.dtype.itemsize
+    bits = jax.lax.bitcast_convert_type(s, jnp.dtype(f"uint{width}"))
+    return (bits >> np.asarray(width - 8, bits.dtype)).astype(jnp.uint8)
+
+
+def _from_top_byte(code, dtype):
+    """The sign back from its top byte, in `dtype` (NaN comes back as the quiet NaN)."""
+    width = 8 * jnp.dtype(dtype).itemsize
+    uint = jnp.dtype(f"uint{width}")
+    shift = width - 8
+
+    def bits_of(x):
+        return int(np.asarray(x, dtype).view(uint))
+
+    def const(x):  # an unsigned constant of this width (Python ints would be int32)
+        return np.asarray(x, uint)
+
+    one, nan = bits_of(1.0), bits_of(np.nan)
+    hi = code.astype(uint) << const(shift)  # sign bit and the top of the exponent
+    low7 = code & np.uint8(0x7F)
+    bits = jnp.where(
+        low7 == 0,
+        hi,  # +0 or -0
+        jnp.where(
+            low7 == one >> shift,
+            hi | const(one & ((1 << shift) - 1)),  # +1 or -1
+            (hi & const(1 << (width - 1))) | const(nan),  # NaN, its sign kept
+        ),
+    )
+    return jax.lax.bitcast_convert_type(bits.astype(uint), dtype)
 
 
 def _direction_then_moment(grads, moments, b1, b2):
@@ -50,43 +85,55 @@ def _direction_then_moment(grads, moments, b1, b2):
     new momentum into a second loop that overwrites m in place; nothing orders the
     two loops, and XLA:CPU, which orders buffer reuse by data dependence only, then
     copies the whole momentum first: one more state-sized buffer per step (peak
-    4/3 of params + grads + state) and, with its page faults, about 2.5x the step
-    time of a kernel that reads and writes each array once. Here the signs are
-    computed first into a float8 buffer (one byte per coordinate; -1, -0, +0, +1 and
-    NaN are exact), inside a `lax.cond` so that XLA cannot fuse them back into their
-    readers, and the new momentum reads one of those signs (a test that is never
-    true), so it runs after every read of the old m. Same bits as the plain form.
-    Below 32 MiB of momentum the copy is cheaper than the extra pass (the signs'
-    loop runs inside the `cond` on one core), and GPUs fuse both outputs into one
-    kernel: both keep the plain form.
+    4/3 of params + grads + state) and, for large leaves, page faults on every step.
+    Here the signs of the large leaves are computed first, as the top byte of their
+    bits (which tells -1, -0, +0, +1 and NaN apart), inside a `lax.cond` so that XLA
+    cannot fuse them back into their readers, and the new momentum reads one of
+    those bytes (a test that is never true), so it runs after every read of the old
+    m. Same values as the plain form (a NaN direction comes back as the quiet NaN).
+    Leaves under 256 KiB of momentum keep the plain form (the copy is cheaper there),
+    and GPUs, which fuse both outputs into one kernel, keep it everywhere.
     """
 
     def plain(grads, moments, b1, b2):
         return _sign_of_mix(grads, moments, b1), tree.update_moment(grads, moments, b2, 1)
 
-    leaves = jax.tree.leaves(grads)
-    if any(jnp.issubdtype(x.dtype, jnp.complexfloating) for x in leaves):
-        return plain(grads, moments, b1, b2)  # complex signs are not -1, 0 or +1
-    if sum(m.size * m.dtype.itemsize for m in jax.tree.leaves(moments)) < _ORDERED_MIN_BYTES:
+    g_leaves, treedef = jax.tree.flatten(grads)
+    m_leaves = treedef.flatten_up_to(moments)
+    big = [
+        m.size * m.dtype.itemsize >= _ORDERED_MIN_LEAF_BYTES
+        and jnp.issubdtype(g.dtype, jnp.floating)  # complex signs are not -1, 0 or +1
+        for g, m in zip(g_leaves, m_leaves, strict=True)
+    ]
+    if not any(big):
         return plain(grads, moments, b1, b2)
 
     def ordered(grads, moments, b1, b2):
-        def signs(grads, moments):
-            return jax.tree.map(lambda s: s.astype(_SIGN_DTYPE), _sign_of_mix(grads, moments, b1))
+        u, mu = plain(grads, moments, b1, b2)  # the small leaves' (and dead code for the big)
+        u, mu = treedef.flatten_up_to(u), treedef.flatten_up_to(mu)
+        picked = [
+            (g, m)
+            for g, m, b in zip(
+                treedef.flatten_up_to(grads), treedef.flatten_up_to(moments), big, strict=True
+            )
+            if b
+        ]
+        gs, ms = [g for g, _ in picked], [m for _, m in picked]
 
-        def all_nan(grads, moments):  # b1 is NaN: so is every mix
-            return jax.tree.map(lambda g: jnp.full(g.shape, jnp.nan, _SIGN_DTYPE), grads)
+        def signs(gs, ms):
+            return [_top_byte(x) for x in _sign_of_mix(gs, ms, b1)]
 
-        s8 = jax.lax.cond(jnp.isnan(b1), all_nan, signs, grads, moments)
+        def all_nan(gs, ms):  # b1 is NaN: so is every mix
+            return [_top_byte(jnp.full(g.shape, jnp.nan, g.dtype)) for g in gs]
 
-        def after_signs(m, s):
-            if s.size == 0:
-                return m
-            never = jnp.abs(s.ravel()[0].astype(jnp.float32)) > 1  # signs are at most 1
-            return jnp.where(never, jnp.zeros_like(m), m)
-
-        mu = jax.tree.map(after_signs, tree.update_moment(grads, moments, b2, 1), s8)
-        return jax.tree.map(lambda s, g: s.astype(g.dtype), s8, grads), mu
+        codes = iter(jax.lax.cond(jnp.isnan(b1), all_nan, signs, gs, ms))
+        for i, b in enumerate(big):
+            if b:
+                code = next(codes)
+                never = code.ravel()[0] == _NEVER_A_SIGN
+                u[i] = _from_top_byte(code, g_leaves[i].dtype)
+                mu[i] = jnp.where(never, jnp.zeros_like(mu[i]), mu[i])
+        return treedef.unflatten(u), treedef.unflatten(mu)
 
     return jax.lax.platform_dependent(grads, moments, b1, b2, cpu=ordered, default=plain)
 
@@ -118,7 +165,13 @@ def scale_by_lion(
     rate must be 3 to 10 times smaller than Adam's (and the decoupled weight decay 3
     to 10 times larger, to keep $\\eta\\lambda$); with bfloat16 storage an increment
     $(1-\\beta_2) g$ below half of $m$'s rounding step (between $|m|/512$ and
-    $|m|/256$) is lost.
+    $|m|/256$) is lost. Memory on a CPU: the direction and the new momentum both
+    read the old momentum, and XLA:CPU copies a donated momentum read that way;
+    for leaves of 256 KiB of momentum or more this transformation writes the signs
+    first (one byte per coordinate) so that the momentum is updated in place: a
+    float32 step's peak is then 1.083x params + grads + state instead of 1.333x
+    (optax: 1.333x), and the step takes about half of optax's time on large leaves
+    (docs/benchmarks.md).
     Reference: Chen et al., Symbolic Discovery of Optimization Algorithms, 2023,
     https://arxiv.org/abs/2302.06675
     """
