@@ -153,7 +153,7 @@ def findings_section(cpu: Path, gpu: Path) -> str:
         "`apply_updates`), so for every leaf of 256 KiB of momentum or more it writes "
         "the signs first, one byte per coordinate (the top byte of each sign's bits, "
         "which tells -1, -0, +0, +1 and NaN apart), inside a `lax.cond` that XLA cannot "
-        "fuse back into their readers, and the new momentum reads one of those bytes: "
+        "fuse back into their readers, and the new momentum reads those bytes: "
         "peak 1.083, same values. Smaller leaves keep the copy, which is cheaper there "
         "(the small tree's pytree rows). A float8 buffer instead of the top byte was "
         "slower (XLA-CPU converts float8 in software), and an optimization barrier does "

@@ -88,9 +88,8 @@ def _direction_then_moment(grads, moments, b1, b2):
     4/3 of params + grads + state) and, for large leaves, page faults on every step.
     Here the signs of the large leaves are computed first, as the top byte of their
     bits (which tells -1, -0, +0, +1 and NaN apart), inside a `lax.cond` so that XLA
-    cannot fuse them back into their readers, and the new momentum reads one of
-    those bytes (a test that is never true), so it runs after every read of the old
-    m. Same values as the plain form (a NaN direction comes back as the quiet NaN).
+    cannot fuse them back into their readers, and the new momentum reads those
+    bytes (a test that is never true), so it runs after every read of the old m. Same values as the plain form (a NaN direction comes back as the quiet NaN).
     Leaves under 256 KiB of momentum keep the plain form (the copy is cheaper there),
     and GPUs, which fuse both outputs into one kernel, keep it everywhere.
     """
@@ -130,9 +129,9 @@ def _direction_then_moment(grads, moments, b1, b2):
         for i, b in enumerate(big):
             if b:
                 code = next(codes)
-                never = code.ravel()[0] == _NEVER_A_SIGN
                 u[i] = _from_top_byte(code, g_leaves[i].dtype)
-                mu[i] = jnp.where(never, jnp.zeros_like(mu[i]), mu[i])
+                # elementwise, so that sharded leaves need no slicing or collective
+                mu[i] = jnp.where(code == _NEVER_A_SIGN, jnp.zeros_like(mu[i]), mu[i])
         return treedef.unflatten(u), treedef.unflatten(mu)
 
     return jax.lax.platform_dependent(grads, moments, b1, b2, cpu=ordered, default=plain)
