@@ -169,7 +169,7 @@ def scale_by_lion(
     for leaves of 256 KiB of momentum or more this transformation writes the signs
     first (one byte per coordinate) so that the momentum is updated in place: a
     float32 step's peak is then 1.083x params + grads + state instead of 1.333x
-    (optax: 1.333x), and the step takes about half of optax's time on large leaves
+    (optax: 1.333x), and the step takes 0.4-0.6x optax's time on large trees
     (docs/benchmarks.md).
     Reference: Chen et al., Symbolic Discovery of Optimization Algorithms, 2023,
     https://arxiv.org/abs/2302.06675
