@@ -108,16 +108,14 @@ def _direction_then_moment(grads, moments, b1, b2):
         return plain(grads, moments, b1, b2)
 
     def ordered(grads, moments, b1, b2):
-        u, mu = plain(grads, moments, b1, b2)  # the small leaves' (and dead code for the big)
-        u, mu = treedef.flatten_up_to(u), treedef.flatten_up_to(mu)
-        picked = [
-            (g, m)
-            for g, m, b in zip(
-                treedef.flatten_up_to(grads), treedef.flatten_up_to(moments), big, strict=True
-            )
-            if b
-        ]
-        gs, ms = [g for g, _ in picked], [m for _, m in picked]
+        gs, ms = treedef.flatten_up_to(grads), treedef.flatten_up_to(moments)
+        mu = treedef.flatten_up_to(tree.update_moment(grads, moments, b2, 1))
+        small = [i for i, b in enumerate(big) if not b]
+        large = [i for i, b in enumerate(big) if b]
+        u = [None] * len(gs)
+        directions = _sign_of_mix([gs[i] for i in small], [ms[i] for i in small], b1)
+        for i, d in zip(small, directions, strict=True):
+            u[i] = d
 
         def signs(gs, ms):
             return [_top_byte(x) for x in _sign_of_mix(gs, ms, b1)]
@@ -125,13 +123,13 @@ def _direction_then_moment(grads, moments, b1, b2):
         def all_nan(gs, ms):  # b1 is NaN: so is every mix
             return [_top_byte(jnp.full(g.shape, jnp.nan, g.dtype)) for g in gs]
 
-        codes = iter(jax.lax.cond(jnp.isnan(b1), all_nan, signs, gs, ms))
-        for i, b in enumerate(big):
-            if b:
-                code = next(codes)
-                u[i] = _from_top_byte(code, g_leaves[i].dtype)
-                # elementwise, so that sharded leaves need no slicing or collective
-                mu[i] = jnp.where(code == _NEVER_A_SIGN, jnp.zeros_like(mu[i]), mu[i])
+        codes = jax.lax.cond(
+            jnp.isnan(b1), all_nan, signs, [gs[i] for i in large], [ms[i] for i in large]
+        )
+        for i, code in zip(large, codes, strict=True):
+            u[i] = _from_top_byte(code, gs[i].dtype)
+            # elementwise, so that sharded leaves need no slicing or collective
+            mu[i] = jnp.where(code == _NEVER_A_SIGN, jnp.zeros_like(mu[i]), mu[i])
         return treedef.unflatten(u), treedef.unflatten(mu)
 
     return jax.lax.platform_dependent(grads, moments, b1, b2, cpu=ordered, default=plain)
