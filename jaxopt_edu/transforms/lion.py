@@ -40,7 +40,7 @@ def _sign_of_mix(grads, moments, b1):
 # project's 2-core CPU: plain 15 us, ordered 24 us at 64 KiB; 30 and 29 us at 128 KiB;
 # 68 and 48 us at 256 KiB; 33 and 12 ms at 64 MiB, where the copy's page faults dominate).
 _ORDERED_MIN_LEAF_BYTES = 1 << 18
-_NEVER_A_SIGN = 0x40  # the top byte of 2.0 in every IEEE float format
+_NEVER_A_SIGN = 0x40  # the top byte of 2.0 in binary16/32/64 and bfloat16: never a sign's
 
 
 def _top_byte(s):
@@ -89,7 +89,11 @@ def _direction_then_moment(grads, moments, b1, b2):
     Here the signs of the large leaves are computed first, as the top byte of their
     bits (which tells -1, -0, +0, +1 and NaN apart), inside a `lax.cond` so that XLA
     cannot fuse them back into their readers, and the new momentum reads those
-    bytes (a test that is never true), so it runs after every read of the old m. Same values as the plain form (a NaN direction comes back as the quiet NaN).
+    bytes (a test that is never true), so it runs after every read of the old m.
+    The same arithmetic as the plain form, and the same bits in a jitted step (a NaN
+    direction comes back as the quiet NaN); inside a compiled loop (`lax.scan`) XLA
+    may round the new momentum differently in the last bit, as it already does for
+    the plain form there against a jitted step.
     Leaves under 256 KiB of momentum keep the plain form (the copy is cheaper there),
     and GPUs, which fuse both outputs into one kernel, keep it everywhere.
     """
@@ -121,7 +125,8 @@ def _direction_then_moment(grads, moments, b1, b2):
             return [_top_byte(x) for x in _sign_of_mix(gs, ms, b1)]
 
         def all_nan(gs, ms):  # b1 is NaN: so is every mix
-            return [_top_byte(jnp.full(g.shape, jnp.nan, g.dtype)) for g in gs]
+            # full_like: under shard_map the result varies over the mesh like g does
+            return [_top_byte(jnp.full_like(g, jnp.nan)) for g in gs]
 
         codes = jax.lax.cond(
             jnp.isnan(b1), all_nan, signs, [gs[i] for i in large], [ms[i] for i in large]
