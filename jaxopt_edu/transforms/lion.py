@@ -173,7 +173,8 @@ def scale_by_lion(
     first (one byte per coordinate) so that the momentum is updated in place: a
     float32 step's peak is then 1.083x params + grads + state instead of 1.333x
     (optax: 1.333x), and the step takes 0.4-0.6x optax's time on large trees
-    (docs/benchmarks.md).
+    (docs/benchmarks.md). With more than 32 MiB of such bytes, glibc page-faults them
+    on every step; docs/benchmarks.md gives the malloc setting that avoids it.
     Reference: Chen et al., Symbolic Discovery of Optimization Algorithms, 2023,
     https://arxiv.org/abs/2302.06675
     """
