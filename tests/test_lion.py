@@ -1,4 +1,5 @@
-"""Lion: optax's numbers in float64, validation, both layouts, bf16 moments, set(b1)."""
+"""Lion: optax's numbers in float64, validation, both layouts, bf16 moments, set(b1), and
+the signs-first form that updates the momentum in place on XLA:CPU."""
 
 import chex
 import jax
@@ -11,6 +12,7 @@ from oracle_utils import max_rel_err, tanh_fit_problem, trajectory
 from jaxopt_edu import flat, testing, tree
 from jaxopt_edu.base import apply_updates
 from jaxopt_edu.optimizers.lion import lion
+from jaxopt_edu.transforms import lion as lion_module
 from jaxopt_edu.transforms.lion import ScaleByLionState, scale_by_lion
 
 STEPS = 200
@@ -273,8 +275,6 @@ def test_set_mid_run_matches_a_switching_schedule(x64):
 
 
 # ------------------------------------------- XLA:CPU: the momentum updated in place
-
-from jaxopt_edu.transforms import lion as lion_module  # noqa: E402
 
 
 def _special_values(n, dtype, seed):
