@@ -29,7 +29,10 @@ __all__ = [
     "cast",
     "check_match",
     "compute_dtype",
+    "from_leaf_groups",
     "from_leaf_views",
+    "leaf_group_shapes",
+    "leaf_groups",
     "leaf_norms",
     "leaf_views",
     "scale_leaves",
@@ -37,6 +40,7 @@ __all__ = [
     "get",
     "get_all_with_path",
     "lerp",
+    "map_leaf_groups",
     "moment_like",
     "norm",
     "scale",
@@ -333,6 +337,147 @@ def scale_leaves(tree: chex.ArrayTree, scalars: list[chex.Numeric]) -> chex.Arra
     if len(scalars) != len(views):
         raise ValueError(f"scale_leaves: {len(scalars)} scalars for {len(views)} leaves.")
     return from_leaf_views(tree, [scale(c, x) for c, x in zip(scalars, views, strict=True)])
+
+
+def _units_of(node) -> list[tuple[str, int]]:
+    from jaxopt_edu.flat import _units
+
+    return list(_units(node.layout))
+
+
+def leaf_groups(tree: chex.ArrayTree) -> tuple[list[jax.Array], list[bool]]:
+    """The original leaves as work units: `(units, stacked)`, two aligned lists.
+
+    $$\\text{unit} = x_i \\quad\\text{or}\\quad \\text{unit} = [x_{i_1}; \\dots; x_{i_k}]
+    \\ (\\text{k leaves of one shape, stacked})$$
+
+    A leaf of an ordinary pytree, or one that shares a buffer with leaves of other
+    shapes, is a unit of its own (`stacked` False). A buffer of k leaves of one shape
+    (`flat.ravel(..., group_by_shape=True)`) is ONE unit, the buffer itself, its leaves
+    stacked on the first axis (`stacked` True): `map_leaf_groups` runs per-leaf code
+    on it through `jax.vmap`, so the whole group compiles to one set of kernels and
+    its reductions read the buffer where it lies, with no slice copied out. Units come
+    in the order of their leaves' first appearance; `from_leaf_groups` is the inverse.
+
+    PyTorch: none; the nearest is `torch.func.vmap` over a stacked group of tensors.
+    Pitfall: per-unit state must be built from `leaf_group_shapes` (a stacked unit's
+    state is stacked too), not from `leaf_views`, or its length will not match.
+    Reference: JAX's automatic vectorization, https://docs.jax.dev/en/latest/automatic-vectorization.html
+    """
+    from jaxopt_edu.flat import _view
+
+    units: list[jax.Array] = []
+    stacked: list[bool] = []
+    for node in jax.tree.leaves(tree, is_leaf=_is_flat):
+        if not _is_flat(node):
+            units.append(node)
+            stacked.append(False)
+            continue
+        for kind, i in _units_of(node):
+            group = kind == "group"
+            units.append(node.buffers[i] if group else _view(node.buffers, node.layout, i))
+            stacked.append(group)
+    return units, stacked
+
+
+def leaf_group_shapes(tree: chex.ArrayTree) -> list[tuple[int | None, tuple[int, ...], Any]]:
+    """`(k, leaf shape, dtype)` of every unit of `leaf_groups` (k None: a single leaf).
+
+    A unit's array has shape `(k, *shape)` when stacked, `shape` otherwise. Read from
+    shapes and layouts only (nothing is sliced), so `init` can use it on abstract
+    params (`jax.ShapeDtypeStruct` leaves).
+
+    PyTorch: none.
+    Pitfall: `shape` is ONE leaf's shape; prepend `(k,)` for a stacked unit's state.
+    Reference: `jaxopt_edu.flat.Layout` (where the groups are recorded).
+    """
+    from jaxopt_edu.flat import _groups
+
+    out: list[tuple[int | None, tuple[int, ...], Any]] = []
+    for node in jax.tree.leaves(tree, is_leaf=_is_flat):
+        if not _is_flat(node):
+            out.append((None, tuple(np.shape(node)), np.dtype(node.dtype)))
+            continue
+        layout, groups = node.layout, _groups(node.layout)
+        for kind, i in _units_of(node):
+            if kind == "group":
+                k, shape = groups[i]
+                out.append((k, tuple(shape), np.dtype(layout.dtypes[i])))
+            else:
+                b, _, shape = layout.slots[i]
+                out.append((None, tuple(shape), np.dtype(layout.dtypes[b])))
+    return out
+
+
+def map_leaf_groups(fn, stacked: list[bool], *args: list) -> list:
+    """`fn` applied to every original leaf, one call per unit of `leaf_groups`.
+
+    $$\\text{out}_u = f(a_u, b_u, \\dots)\\ \\text{or}\\ \\operatorname{vmap}(f)(a_u, b_u, \\dots)$$
+
+    Each argument is a list aligned with the units (`leaf_groups`'s units, or per-unit
+    state); `fn` receives one leaf's values. For a stacked unit it runs under
+    `jax.vmap` over the first axis of every argument (a stacked unit's state is
+    stacked alike; `None` passes through), and its outputs come back stacked.
+
+    PyTorch: `torch.func.vmap` for the stacked units, a loop for the others.
+    Pitfall: `fn` must treat each leaf on its own (shape-dependent Python branches are
+    fine: every leaf of a unit has the same shape); values closed over are shared.
+    Reference: JAX's automatic vectorization, https://docs.jax.dev/en/latest/automatic-vectorization.html
+    """
+    for a in args:
+        if len(a) != len(stacked):
+            raise ValueError(
+                f"map_leaf_groups: an argument list of {len(a)} entries for {len(stacked)} units."
+            )
+    return [
+        (jax.vmap(fn) if s else fn)(*values)
+        for s, values in zip(stacked, zip(*args, strict=True), strict=True)
+    ]
+
+
+def from_leaf_groups(like: chex.ArrayTree, units: list[jax.Array]) -> chex.ArrayTree:
+    """Inverse of `leaf_groups`: a tree laid out like `like`, from one array per unit.
+
+    A stacked unit's array becomes its buffer as it is (no copy); single leaves are
+    packed into their buffers as by `from_leaf_views`.
+
+    PyTorch: none.
+    Pitfall: the units must come in `leaf_groups(like)`'s order, each with the shape
+    of the unit it replaces.
+    Reference: `jaxopt_edu.flat.FlatTree` (the buffers it rebuilds).
+    """
+    from jaxopt_edu.flat import FlatTree, _concat
+
+    nodes, treedef = jax.tree.flatten(like, is_leaf=_is_flat)
+    rebuilt, i = [], 0
+    for node in nodes:
+        if not _is_flat(node):
+            rebuilt.append(units[i])
+            i += 1
+            continue
+        layout = node.layout
+        kinds = _units_of(node)
+        leaves: list[Any] = [None] * layout.num_leaves
+        groups: dict[int, jax.Array] = {}
+        for (kind, j), x in zip(kinds, units[i : i + len(kinds)], strict=True):
+            if kind == "group":
+                groups[j] = x
+            else:
+                leaves[j] = x
+        i += len(kinds)
+        buffers = _concat(leaves, layout, skip=set(groups))
+        rebuilt.append(
+            FlatTree(
+                tuple(
+                    jnp.reshape(groups[b], s) if b in groups else x
+                    for b, (x, s) in enumerate(zip(buffers, layout.shapes, strict=True))
+                ),
+                layout,
+            )
+        )
+    if i != len(units):
+        raise ValueError(f"from_leaf_groups: got {len(units)} units for a tree of {i}.")
+    return jax.tree.unflatten(treedef, rebuilt)
 
 
 # ---------------------------------------------------------------- structure checks

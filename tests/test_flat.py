@@ -172,6 +172,7 @@ LAYOUTS = {  # flatten's layout arguments, and the buffers they give for the 3 l
     "big-leaves-apart": ({"max_leaf_size": 5}, 2),
     "two-leaves-per-buffer": ({"max_buffer_leaves": 2}, 2),
     "every-leaf-apart": ({"max_leaf_size": 0}, 3),
+    "grouped-by-shape": ({"group_by_shape": True}, 3),  # three shapes: three buffers
 }
 
 
@@ -231,6 +232,8 @@ def test_flatten_errors_name_the_argument():
         tx.update(flat.ravel(params), state, params)
     with pytest.raises(ValueError, match="must be a GradientTransformation"):
         jo.flatten(jo.adam)
+    with pytest.raises(ValueError, match="`group_by_shape` must be True or False"):
+        jo.flatten(jo.adam(0.1), group_by_shape=1)
 
 
 def test_flatten_passes_the_testing_kit():
@@ -372,3 +375,168 @@ def test_flat_mask_puts_no_parameter_sized_constant_in_the_program():
     assert len(text) < 100_000, len(text)  # a dense bool constant alone would be ~400k params
     u, _ = tx.update(fp, state, fp)
     assert u.unravel()["w"].shape == (512, 512)
+
+
+# leaves of repeated shapes, as in a model's layers: grouping by shape stacks them
+GROUPED_PARAMS = {
+    "l0": {"w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), "b": jnp.linspace(0.1, 0.4, 4)},
+    "l1": {"w": jnp.linspace(0.5, -0.5, 12).reshape(3, 4), "b": jnp.linspace(-0.3, 0.2, 4)},
+    "l2": {"w": jnp.linspace(-2.0, 1.0, 12).reshape(3, 4), "b": jnp.linspace(0.2, 0.9, 4)},
+    "out": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3),
+    "s": jnp.asarray(0.7),
+    "h": jnp.ones((2, 2), jnp.bfloat16),
+}
+
+
+def grouped_loss(p):
+    h = p["h"].astype(jnp.float32)
+    layers = sum(
+        jnp.sum(jnp.sin(p[k]["w"]) ** 2) + jnp.sum(p[k]["b"] ** 4) for k in "l0 l1 l2".split()
+    )
+    return layers + jnp.sum(jnp.cos(p["out"])) + p["s"] ** 2 + jnp.sum(h * h)
+
+
+def test_group_by_shape_stacks_same_shape_leaves_and_round_trips():
+    fp = flat.ravel(GROUPED_PARAMS, group_by_shape=True)
+    # one buffer per (dtype, shape): 3 x b, the bf16 leaf alone, out alone, s alone, 3 x w
+    shapes = sorted((str(b.dtype), b.shape) for b in fp.buffers)
+    assert shapes == sorted(
+        [
+            ("float32", (3, 4)),
+            ("bfloat16", (2, 2)),
+            ("float32", (2, 3)),
+            ("float32", ()),
+            ("float32", (3, 3, 4)),
+        ]
+    )
+    chex.assert_trees_all_equal(fp.unravel(), GROUPED_PARAMS)
+    # the ws are stacked in leaf order: leaf j of the group is buffer[j]
+    (ws,) = [b for b in fp.buffers if b.shape == (3, 3, 4)]
+    chex.assert_trees_all_equal(ws, jnp.stack([GROUPED_PARAMS[k]["w"] for k in ("l0", "l1", "l2")]))
+    g = jax.grad(lambda q: grouped_loss(q.unravel()))(fp)  # gradients arrive grouped
+    assert [b.shape for b in g.buffers] == [b.shape for b in fp.buffers]
+    chex.assert_trees_all_close(g.unravel(), jax.grad(grouped_loss)(GROUPED_PARAMS))
+    # with the big leaves apart, only the small ones are grouped
+    fa = flat.ravel(GROUPED_PARAMS, max_leaf_size=4, group_by_shape=True)
+    assert sorted(b.shape for b in fa.buffers if b.dtype == jnp.float32) == sorted(
+        [(3, 4), (3, 4), (3, 4), (2, 3), (3, 4), ()]
+    )
+    chex.assert_trees_all_equal(fa.unravel(), GROUPED_PARAMS)
+    with pytest.raises(ValueError, match="group_by_shape"):
+        flat.ravel(GROUPED_PARAMS, group_by_shape="yes")
+
+
+def test_leaf_groups_give_one_unit_per_group_and_invert():
+    fp = flat.ravel(GROUPED_PARAMS, group_by_shape=True)
+    units, stacked = jo.tree.leaf_groups(fp)
+    specs = jo.tree.leaf_group_shapes(jax.eval_shape(lambda t: t, fp))
+    assert len(units) == len(stacked) == len(specs) == 5  # w-group, b-group, h, out, s
+    for u, st, (k, shape, dtype) in zip(units, stacked, specs, strict=True):
+        assert st == (k is not None)
+        assert u.shape == ((k,) if st else ()) + shape and u.dtype == dtype
+    doubled = jo.tree.map_leaf_groups(lambda x: 2 * x, stacked, units)
+    chex.assert_trees_all_equal(
+        jo.tree.from_leaf_groups(fp, doubled).unravel(),
+        jax.tree.map(lambda x: 2 * x, GROUPED_PARAMS),
+    )
+    # a per-leaf reduction sees one leaf at a time, also inside a group
+    sums = jo.tree.map_leaf_groups(jnp.sum, stacked, units)
+    want = sorted(float(jnp.sum(x.astype(jnp.float32))) for x in jax.tree.leaves(GROUPED_PARAMS))
+    got = sorted(float(v) for s in sums for v in jnp.atleast_1d(s.astype(jnp.float32)))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    # an ordinary pytree: every leaf is a unit of its own, nothing stacked
+    units_t, stacked_t = jo.tree.leaf_groups(GROUPED_PARAMS)
+    assert len(units_t) == 9 and not any(stacked_t)
+    chex.assert_trees_all_equal(jo.tree.from_leaf_groups(GROUPED_PARAMS, units_t), GROUPED_PARAMS)
+    with pytest.raises(ValueError, match="entries for 5 units"):
+        jo.tree.map_leaf_groups(jnp.sum, stacked, units[:4])
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_every_optimizer_gives_the_pytree_numbers_with_leaves_grouped_by_shape(case):
+    def run_grouped(tx, params, use_flat):
+        if use_flat:
+            params = flat.ravel(params, group_by_shape=True)
+        state = tx.init(params)
+        for _ in range(4):
+            g = jax.grad(lambda q: grouped_loss(q.unravel() if use_flat else q))(params)
+            u, state = tx.update(g, state, params)
+            params = jo.apply_updates(params, u)
+        return params.unravel() if use_flat else params
+
+    a = run_grouped(case.ours(), GROUPED_PARAMS, False)
+    b = run_grouped(case.ours(), GROUPED_PARAMS, True)
+    # muon's Newton-Schulz matmuls may round differently on a leaf of a stacked buffer
+    chex.assert_trees_all_close(a, b, rtol=5e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: jo.adafactor(0.1, min_dim_size_to_factor=2, momentum=0.9, weight_decay_rate=0.1),
+        lambda: jo.chain(jo.scale_by_adam(), jo.scale_by_trust_ratio(), jo.scale(-0.01)),
+        lambda: jo.chain(jo.clip_by_block_rms(0.5), jo.scale_by_param_block_rms(), jo.scale(-0.1)),
+    ],
+    ids=["adafactor", "trust_ratio", "block_rms"],
+)
+def test_per_leaf_transforms_run_once_per_group_with_stacked_state(make):
+    """Grouped leaves are one vmapped unit: stacked state, no per-leaf slice, pytree's numbers."""
+    tx = make()
+    fp = flat.ravel(GROUPED_PARAMS, group_by_shape=True)
+    state = tx.init(fp)
+    g = jax.grad(lambda q: grouped_loss(q.unravel()))(fp)
+    u, new_state = jax.jit(tx.update)(g, state, fp)
+    chex.assert_trees_all_equal_shapes(new_state, state)
+    want, _ = jax.jit(tx.update)(
+        jax.grad(grouped_loss)(GROUPED_PARAMS), tx.init(GROUPED_PARAMS), GROUPED_PARAMS
+    )
+    chex.assert_trees_all_close(u.unravel(), want, rtol=1e-6, atol=1e-7)
+
+    # every buffer here is a group or a single leaf: the compiled step slices nothing
+    # out of a buffer, where the default layout (one buffer per dtype) slices every leaf
+    def hlo(fp):
+        return jax.jit(tx.update).lower(fp, tx.init(fp), fp).compile().as_text()
+
+    assert " slice(" not in hlo(fp)
+    assert " slice(" in hlo(flat.ravel(GROUPED_PARAMS))
+
+
+def test_factored_state_of_a_group_is_stacked():
+    tx = jo.scale_by_factored_rms(min_dim_size_to_factor=2)
+    fp = flat.ravel(GROUPED_PARAMS, group_by_shape=True)
+    state = tx.init(jax.eval_shape(lambda t: t, fp))  # abstract params work
+    # the three (3, 4) leaves: one unit, a row moment of 3 and a column moment of 4 each
+    assert (3, 3) in {x.shape for x in state.v_row if x is not None}
+    assert (3, 4) in {x.shape for x in state.v_col if x is not None}
+    assert len(state.v) == 5  # units: the w group, the b group, out, s, h
+    with pytest.raises(ValueError, match="leaves"):
+        tx.update(flat.ravel(GROUPED_PARAMS), tx.init(fp), None)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda m: jo.adamw(0.1, weight_decay=0.5, mask=m),
+        lambda m: jo.adafactor(0.1, weight_decay_rate=0.5, weight_decay_mask=m),
+    ],
+    ids=["adamw", "adafactor"],
+)
+def test_a_mask_that_differs_inside_a_group_of_leaves(make):
+    """The leaves of one stacked buffer may decay or not, each as its mask says."""
+    mask = {
+        "l0": {"w": True, "b": False},
+        "l1": {"w": False, "b": False},
+        "l2": {"w": True, "b": True},
+        "out": True,
+        "s": False,
+        "h": True,
+    }
+    g = jax.grad(grouped_loss)(GROUPED_PARAMS)
+    want, _ = make(mask).update(g, make(mask).init(GROUPED_PARAMS), GROUPED_PARAMS)
+    fp = flat.ravel(GROUPED_PARAMS, group_by_shape=True)
+    tx = make(mask)
+    got, _ = jax.jit(tx.update)(flat.ravel(g, group_by_shape=True), tx.init(fp), fp)
+    chex.assert_trees_all_close(got.unravel(), want, rtol=1e-6, atol=1e-7)
+    # the mask matters: l1's w (not decayed) moves differently without it
+    free, _ = make(None).update(g, make(None).init(GROUPED_PARAMS), GROUPED_PARAMS)
+    assert not np.allclose(np.asarray(free["l1"]["w"]), np.asarray(got.unravel()["l1"]["w"]))

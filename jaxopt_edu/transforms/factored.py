@@ -2,8 +2,9 @@
 
 All three work per ORIGINAL leaf (a weight matrix, a bias vector): the factoring
 depends on each leaf's shape and the RMS is taken over each leaf. They read the
-leaves through `tree.leaf_views`, so they run unchanged on ordinary pytrees and on
-`jaxopt_edu.flat.FlatTree` params, where one buffer holds many leaves.
+leaves through `tree.leaf_groups`, so they run unchanged on ordinary pytrees and on
+`jaxopt_edu.flat.FlatTree` params, where one buffer holds many leaves, and once per
+group (vmapped) where a buffer stacks leaves of one shape.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import numpy as np
 
 from jaxopt_edu import tree
 from jaxopt_edu.base import GradientTransformation, ScalarOrSchedule
-from jaxopt_edu.flat import FlatTree
 from jaxopt_edu.hyper import NONNEG, POSITIVE, UNIT, Hyper, HyperParams
 
 __all__ = [
@@ -29,9 +29,11 @@ __all__ = [
 
 
 class FactoredState(NamedTuple):
-    """State of `scale_by_factored_rms`: one entry per original leaf, in leaf order.
+    """State of `scale_by_factored_rms`: one entry per unit of `tree.leaf_groups`.
 
-    A factored leaf has `v_row` (its mean over the largest axis) and `v_col` (its mean
+    A unit is an original leaf, or a group of same-shape leaves stacked in one buffer
+    (`flat.ravel(..., group_by_shape=True)`), whose entries are stacked alike. A
+    factored leaf has `v_row` (its mean over the largest axis) and `v_col` (its mean
     over the second largest axis) and `None` in `v`; any other leaf has its full
     second moment in `v` and `None` in `v_row` and `v_col`.
     """
@@ -86,22 +88,6 @@ def _rms(x: jax.Array) -> jax.Array:
     return jnp.sqrt(jnp.mean(_abs_sq(x.astype(dt))))
 
 
-def _leaf_specs(params: Any) -> list[tuple[tuple[int, ...], np.dtype]]:
-    """(shape, dtype) of every original leaf, in `tree.leaf_views` order.
-
-    Read from the shapes and the `FlatTree` layout only, so `init` slices nothing and
-    works on abstract params.
-    """
-    specs = []
-    for node in jax.tree.leaves(params, is_leaf=lambda x: isinstance(x, FlatTree)):
-        if isinstance(node, FlatTree):
-            dts = node.layout.dtypes
-            specs += [(tuple(s), np.dtype(dts[b])) for b, _, s in node.layout.slots]
-        else:
-            specs.append((tuple(np.shape(node)), np.dtype(node.dtype)))
-    return specs
-
-
 def _factored_axes(
     shape: tuple[int, ...], factored: bool, min_dim_size_to_factor: int
 ) -> tuple[int, int] | None:
@@ -140,6 +126,10 @@ def _check_leaf_shape(owner, i, shape, r_old, c_old, v_old, factored, min_dim) -
             f"{owner}: update leaf {i} has shape {shape} but the state was built for "
             f"{expected}. Pass updates shaped like the params given to `init`."
         )
+
+
+class _Shape(NamedTuple):
+    shape: tuple[int, ...]
 
 
 def _v_dtype(dtype: np.dtype) -> np.dtype:
@@ -206,17 +196,18 @@ def scale_by_factored_rms(
 
     def init_fn(params):
         rows, cols, full = [], [], []
-        for shape, dtype in _leaf_specs(params):
+        for k, shape, dtype in tree.leaf_group_shapes(params):
+            lead = () if k is None else (k,)  # a stacked unit's state is stacked alike
             axes = _factored_axes(shape, factored, min_dim)
             if axes is None:
                 rows.append(None)
                 cols.append(None)
-                full.append(jnp.zeros(shape, _v_dtype(dtype)))
+                full.append(jnp.zeros(lead + shape, _v_dtype(dtype)))
             else:
                 second, largest = axes
                 sdt = _real(tree.compute_dtype(jnp.zeros([], dtype)))  # tiny: keep >= float32
-                rows.append(jnp.zeros(_without(shape, largest), sdt))
-                cols.append(jnp.zeros(_without(shape, second), sdt))
+                rows.append(jnp.zeros(lead + _without(shape, largest), sdt))
+                cols.append(jnp.zeros(lead + _without(shape, second), sdt))
                 full.append(None)
         return FactoredState(
             count=hyper.init_count(True),
@@ -228,21 +219,26 @@ def scale_by_factored_rms(
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
-        views = tree.leaf_views(updates)
-        if len(views) != len(state.v):
+        units, stacked = tree.leaf_groups(updates)
+        if len(units) != len(state.v):
             raise ValueError(
-                f"{owner}: the updates have {len(views)} leaves but the state was built for "
-                f"{len(state.v)}. Pass updates shaped like the params given to `init`."
+                f"{owner}: the updates have {len(units)} leaves (or groups of leaves) but the "
+                f"state was built for {len(state.v)}. Pass updates shaped like the params "
+                "given to `init`."
             )
+        for i, (g, st, r_old, c_old, v_old) in enumerate(
+            zip(units, stacked, state.v_row, state.v_col, state.v, strict=True)
+        ):
+            # a stacked unit: the leaf's shape and its state's, after the group axis
+            k = 1 if st else 0
+            r_, c_, v_ = (None if x is None else _Shape(x.shape[k:]) for x in (r_old, c_old, v_old))
+            _check_leaf_shape(owner, i, g.shape[k:], r_, c_, v_, factored, min_dim)
         h = state.hyperparams.values
         c = h["decay_rate"]
         s = (jnp.maximum(state.count - step_offset, 0) + 1).astype(c.dtype)
         beta = 1 - s ** (-c)
 
-        outs, rows, cols, full = [], [], [], []
-        leaves = zip(views, state.v_row, state.v_col, state.v, strict=True)
-        for i, (g, r_old, c_old, v_old) in enumerate(leaves):
-            _check_leaf_shape(owner, i, g.shape, r_old, c_old, v_old, factored, min_dim)
+        def one_leaf(g, r_old, c_old, v_old):
             dt = tree.compute_dtype(g)
             rdt = _real(dt)
             gc = g.astype(dt)
@@ -252,9 +248,7 @@ def scale_by_factored_rms(
             if axes is None:
                 v = (b * v_old.astype(rdt) + (1 - b) * sq).astype(v_old.dtype)
                 scale = jax.lax.rsqrt(v.astype(rdt))
-                rows.append(None)
-                cols.append(None)
-                full.append(v)
+                r = col = None
             else:
                 second, largest = axes
                 r = b * r_old.astype(rdt) + (1 - b) * jnp.mean(sq, axis=largest)
@@ -267,13 +261,18 @@ def scale_by_factored_rms(
                 row_factor = jnp.expand_dims(jax.lax.rsqrt(r_ / r_mean), largest)
                 col_factor = jnp.expand_dims(jax.lax.rsqrt(c_), second)
                 scale = row_factor * col_factor
-                rows.append(r)
-                cols.append(col)
-                full.append(None)
-            outs.append((gc * scale.astype(dt)).astype(g.dtype))
+                v = None
+            return (gc * scale.astype(dt)).astype(g.dtype), r, col, v
+
+        results = tree.map_leaf_groups(
+            one_leaf, stacked, units, list(state.v_row), list(state.v_col), list(state.v)
+        )
+        outs, rows, cols, full = (
+            (list(x) for x in zip(*results, strict=True)) if results else ([], [], [], [])
+        )
         count, hp_next = hyper.step(state.hyperparams, state.count)
         new = FactoredState(count, tuple(rows), tuple(cols), tuple(full), hp_next)
-        return tree.from_leaf_views(updates, outs), new
+        return tree.from_leaf_groups(updates, outs), new
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -297,18 +296,19 @@ def _block_rms_transform(owner, name, value, interval, leaf_factor, needs_params
                     f"{owner} needs the params: call `update(updates, state, params)`."
                 )
             tree.check_match(updates, params, "updates", "params")
-            p_views = tree.leaf_views(params)
-        else:
-            p_views = [None] * len(tree.leaf_views(updates))
         value = state.hyperparams.values[name]
-        outs = []
-        for u, p in zip(tree.leaf_views(updates), p_views, strict=True):
+        units, stacked = tree.leaf_groups(updates)
+        p_units = tree.leaf_groups(params)[0] if needs_params else [None] * len(units)
+
+        def one_leaf(u, p):
             dt = tree.compute_dtype(u)
             factor = leaf_factor(u, p, value)
-            outs.append((u.astype(dt) * factor.astype(dt)).astype(u.dtype))
+            return (u.astype(dt) * factor.astype(dt)).astype(u.dtype)
+
+        outs = tree.map_leaf_groups(one_leaf, stacked, units, p_units)
         count, hp_next = hyper.step(state.hyperparams, state.count)
         new = BlockRmsState(count, hp_next)
-        return tree.from_leaf_views(updates, outs), new
+        return tree.from_leaf_groups(updates, outs), new
 
     return GradientTransformation(init_fn, update_fn)
 

@@ -109,7 +109,8 @@ def _flat_mask(node: FlatTree, masks: list) -> Any:
                     runs[-1][1] += size
                 else:
                     runs.append([m, size])
-            out.append(jnp.concatenate([jnp.full((n,), m) for m, n in runs]))  # shared: 1-D
+            runs_1d = jnp.concatenate([jnp.full((n,), m) for m, n in runs])
+            out.append(runs_1d.reshape(buffer_shape))  # 1-D, or (k, *shape) when grouped
         else:
             out.append(
                 jnp.concatenate(

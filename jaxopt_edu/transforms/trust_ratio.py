@@ -35,7 +35,8 @@ def scale_by_trust_ratio(
 
     so every layer moves by the same fraction of its own size. The norms are taken
     per ORIGINAL leaf, also when params live in a flat buffer (`jaxopt_edu.flat`):
-    the leaf boundaries come from `tree.leaf_views`.
+    the leaf boundaries come from `tree.leaf_groups` (with leaves grouped by shape,
+    `flat.ravel(..., group_by_shape=True)`, once per group, vmapped).
 
     Args:
       min_norm: floor for both norms, >= 0. trust_coefficient: $c \\ge 0$.
@@ -66,14 +67,19 @@ def scale_by_trust_ratio(
             )
         tree.check_match(updates, params, "updates", "params")
         h = state.hyperparams.values
-        ratios = []
-        for p_norm, u_norm in zip(tree.leaf_norms(params), tree.leaf_norms(updates), strict=True):
+
+        def one_leaf(p, u):
+            p_norm, u_norm = tree.norm(p), tree.norm(u)
             dt = p_norm.dtype
             floor = h["min_norm"].astype(dt)
             pn, un = jnp.maximum(p_norm, floor), jnp.maximum(u_norm, floor)
             ratio = h["trust_coefficient"].astype(dt) * pn / (un + h["eps"].astype(dt))
-            ratios.append(jnp.where((pn == 0) | (un == 0), jnp.ones_like(ratio), ratio))
-        out = tree.scale_leaves(updates, ratios)
+            ratio = jnp.where((pn == 0) | (un == 0), jnp.ones_like(ratio), ratio)
+            return tree.scale(ratio, u)
+
+        units, stacked = tree.leaf_groups(updates)
+        outs = tree.map_leaf_groups(one_leaf, stacked, tree.leaf_groups(params)[0], units)
+        out = tree.from_leaf_groups(updates, outs)
         count, hp_next = hyper.step(state.hyperparams, state.count)
         return out, ScaleByTrustRatioState(count, hp_next)
 
