@@ -84,12 +84,15 @@ def adafactor(
     Adam's learning rates (1e-4) are far too small, and the default `learning_rate=None`
     (optax's) steps by the weights' whole RMS, which usually diverges: pass one. Weights
     near 0 move by only $\\eta\\,\\epsilon_2$; `momentum` adds a full-size buffer.
-    In the flat layout (`jaxopt_edu.flat`) each leaf is sliced out of the buffer and
-    put back, and XLA's compile time grows faster than linearly with the slices taken
-    from one buffer: on 2000 small leaves (2-core CPU) the step compiled in 165 s with
-    one buffer (optax: 57 s) but in 36 s with `flat.ravel(params,
-    max_buffer_leaves=64)` (optax: 54 s), its step then 0.27x optax's. With many
-    leaves, pass that cap (docs/benchmarks.md).
+    In the flat layout (`jaxopt_edu.flat`) ravel with `group_by_shape=True`: the
+    leaves of one shape are then stacked in a buffer of their own and the factored
+    moments, the RMS clipping and the parameter scale run once per group (vmapped),
+    reading it in place. From one buffer of leaves of mixed shapes each leaf is
+    sliced out and put back, and XLA:CPU copies every slice it reduces and compiles
+    a kernel per leaf: on the GPT-like tree of docs/benchmarks.md (2-core CPU) that
+    step took 2.2x pytree mode's time and compiled in 9.8 s; grouped by shape it took
+    1.09x and compiled in 0.82 s (pytree mode: 2.6 s), and on 2000 small leaves it
+    compiled in 0.21 s (optax: 75 s) and stepped in 0.03x optax's time.
     Reference: Shazeer & Stern, Adafactor: Adaptive Learning Rates with Sublinear
     Memory Cost, https://arxiv.org/abs/1804.04235
     """
