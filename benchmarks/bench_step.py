@@ -233,8 +233,8 @@ def nbytes(tree):
 # keyword arguments of jo.flatten in the `ours flatten` column (`--flatten-max-leaf`,
 # `--flatten-max-buffer-leaves`); empty: the library's defaults
 FLATTEN_ARGS: dict = {}
-# keyword arguments of flat.ravel in the `ours flat` column (`--flat-max-buffer-leaves`);
-# empty: ravel's default, one buffer per dtype
+# keyword arguments of flat.ravel in the `ours flat` column (`--flat-max-buffer-leaves`,
+# `--flat-max-leaf`, `--flat-group-by-shape`); empty: ravel's default, one buffer per dtype
 FLAT_ARGS: dict = {}
 
 
@@ -395,8 +395,15 @@ def markdown(rows, device):
             return f"{d['peak_bytes'] / d['base_bytes']:.3f}" if d and d["peak_bytes"] > 0 else "—"
 
         names = ("ours_flat", "ours_pytree", "ours_flatten", "optax")
-        flat_cap = row.get("flat_args", {}).get("max_buffer_leaves")
-        cap = f"; flat: {flat_cap} leaves per buffer" if flat_cap else ""
+        flat_args = row.get("flat_args", {})
+        caps = []
+        if flat_args.get("max_buffer_leaves"):
+            caps.append(f"{flat_args['max_buffer_leaves']} leaves per buffer")
+        if flat_args.get("max_leaf_size") is not None:
+            caps.append(f"leaves over {flat_args['max_leaf_size']} apart")
+        if flat_args.get("group_by_shape"):
+            caps.append("grouped by shape")
+        cap = f"; flat: {', '.join(caps)}" if caps else ""
         lines.append(
             f"| {row['tree']} ({row['leaves']} leaves, {row['params'] / 1e6:.2f}M{cap}) "
             f"| {row['chain']} "
@@ -433,6 +440,19 @@ def main(argv=None):
         default=None,
         help="max_buffer_leaves of flat.ravel in the `ours flat` column (default: one buffer)",
     )
+    ap.add_argument(
+        "--flat-max-leaf",
+        type=int,
+        default=None,
+        help="max_leaf_size of flat.ravel in the `ours flat` column: larger leaves keep "
+        "buffers of their own (default: every leaf packed)",
+    )
+    ap.add_argument(
+        "--flat-group-by-shape",
+        action="store_true",
+        help="flat.ravel(..., group_by_shape=True) in the `ours flat` column: one buffer "
+        "per dtype and leaf shape, the leaves stacked",
+    )
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "step.json"))
     ap.add_argument(
         "--append",
@@ -444,6 +464,10 @@ def main(argv=None):
     FLAT_ARGS.clear()
     if args.flat_max_buffer_leaves is not None:
         FLAT_ARGS["max_buffer_leaves"] = args.flat_max_buffer_leaves
+    if args.flat_max_leaf is not None:
+        FLAT_ARGS["max_leaf_size"] = args.flat_max_leaf
+    if args.flat_group_by_shape:
+        FLAT_ARGS["group_by_shape"] = True
     for key, value in (
         ("max_leaf_size", args.flatten_max_leaf),
         ("max_buffer_leaves", args.flatten_max_buffer_leaves),

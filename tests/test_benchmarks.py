@@ -213,22 +213,86 @@ def test_bench_scalars_smoke_and_docs_section(tmp_path):
     assert "| 16 |" in text and "| jaxopt_edu adam |" in text
 
 
-def test_bench_step_flat_cap_is_used_and_labelled(tmp_path, monkeypatch):
+def _bench_small_flat(tmp_path, monkeypatch, flags):
+    """One quick bench_step row with `flags`; the layouts the flat column raveled with."""
     seen = []
     ravel = bench_step.flat.ravel
 
     def spy(*args, **kw):  # `flatten` calls ravel too, with positional arguments
         out = ravel(*args, **kw)
         if len(args) == 1:
-            seen.append(len(out.buffers))
+            seen.append(out.layout)
         return out
 
     monkeypatch.setattr(bench_step.flat, "ravel", spy)
     out = tmp_path / "step.json"
     args = ["--quick", "--trees", "small", "--chains", "sgd_momentum", "--repeats", "2"]
-    bench_step.main(args + ["--no-torch", "--flat-max-buffer-leaves", "4", "--out", str(out)])
+    bench_step.main(args + ["--no-torch", *flags, "--out", str(out)])
     (row,) = json.loads(out.read_text())["rows"]
+    assert seen
+    return row, out.with_suffix(".md").read_text(), seen
+
+
+def test_bench_step_flat_cap_is_used_and_labelled(tmp_path, monkeypatch):
+    row, md, seen = _bench_small_flat(tmp_path, monkeypatch, ["--flat-max-buffer-leaves", "4"])
     assert row["flat_args"] == {"max_buffer_leaves": 4}
-    assert "flat: 4 leaves per buffer" in out.with_suffix(".md").read_text()
+    assert "flat: 4 leaves per buffer" in md
     # the flat column's params and grads were raveled with the cap
-    assert seen and all(n == -(-row["leaves"] // 4) for n in seen)
+    assert all(len(layout.sizes) == -(-row["leaves"] // 4) for layout in seen)
+
+
+def test_bench_step_flat_max_leaf_keeps_big_leaves_apart_and_is_labelled(tmp_path, monkeypatch):
+    row, md, seen = _bench_small_flat(tmp_path, monkeypatch, ["--flat-max-leaf", "100"])
+    assert row["flat_args"] == {"max_leaf_size": 100}
+    assert "flat: leaves over 100 apart" in md
+    # the small tree alternates 64-element and 256-element leaves: each 256 one is apart
+    for layout in seen:
+        assert len(layout.sizes) == 1 + row["leaves"] // 2
+        assert sorted(set(layout.sizes)) == [256, 64 * (row["leaves"] - row["leaves"] // 2)]
+
+
+def test_bench_step_flat_group_by_shape_is_used_and_labelled(tmp_path, monkeypatch):
+    row, md, seen = _bench_small_flat(tmp_path, monkeypatch, ["--flat-group-by-shape"])
+    assert row["flat_args"] == {"group_by_shape": True}
+    assert "flat: grouped by shape" in md
+    n = row["leaves"] // 2  # the two shapes, stacked
+    assert all(sorted(layout.shapes) == [(n, 16, 16), (n, 64)] for layout in seen)
+
+
+def test_make_docs_writes_the_grouped_layout_sections_from_the_kept_results(tmp_path):
+    """The page's sections on leaves grouped by shape, from the results kept in the repo."""
+    import shutil
+
+    kept = BENCH / "results"
+    names = ("adafactor_layouts.json", "leaf_reductions.json", "elementwise_grouped.json")
+    if not all((kept / n).exists() for n in names + ("step.json",)):
+        pytest.skip("the grouped-layout results are not in benchmarks/results")
+    res = tmp_path / "results"
+    res.mkdir()
+    for n in names + ("step.json",):
+        shutil.copy(kept / n, res / n)
+    out = tmp_path / "benchmarks.md"
+    make_docs.main(["--from-results", "--results", str(res), "--out", str(out)])
+    text = out.read_text()
+    assert "## A per-leaf optimizer in the flat layout: leaves grouped by shape" in text
+    assert "grouping by shape took the flat step from" in text
+    assert "On 2000 small leaves (two shapes), the grouped flat step compiled in" in text
+    assert "## Elementwise chains with the leaves grouped by shape" in text
+    assert "(one buffer: " in text  # each grouped ratio next to the one-buffer one
+    assert "### Why: a reduction over a slice copies the slice first" in text
+
+
+def test_bench_leaf_reductions_smoke_and_docs_section(tmp_path):
+    bench_leaf_reductions = pytest.importorskip("bench_leaf_reductions")
+    out = tmp_path / "leaf_reductions.json"
+    d = bench_leaf_reductions.main(["--quick", "--repeats", "2", "--out", str(out)])
+    assert json.loads(out.read_text()) == d
+    assert set(d["rows"]) == {"leaves", "slices"}
+    # the quick model's 2-dim leaves: wte, wpe and the block's four weight matrices
+    assert d["leaves"] == 6
+    for r in d["rows"].values():
+        assert r["step_s"] > 0 and r["temp_bytes"] >= 0
+    # the leaves are reduced where they lie; no temporary holds a copy of them
+    assert d["rows"]["leaves"]["temp_over_reduced"] < 0.01
+    text = make_docs.leaf_reductions_section(out)
+    assert "| slices of one buffer |" in text and "bench_leaf_reductions.py" in text
