@@ -174,7 +174,10 @@ def _layout_of(
 
 def _groups(layout: Layout) -> tuple[tuple[int, tuple[int, ...]] | None, ...]:
     """For each buffer, `(k, shape)` when it stacks k >= 2 leaves of one shape along a
-    new first axis (`ravel(..., group_by_shape=True)`), else None."""
+    new first axis (`ravel(..., group_by_shape=True)`), else None.
+
+    Leaves of shape () are never a group: k scalars stacked are `(k,)`, the shape of
+    the default layout's shared 1-D buffer too, so they stay single leaves in both."""
     found = getattr(layout, "_groups", None)
     if found is not None:
         return found
@@ -185,7 +188,12 @@ def _groups(layout: Layout) -> tuple[tuple[int, tuple[int, ...]] | None, ...]:
     for b, bshape in enumerate(layout.shapes):
         shapes = per_buffer.get(b, [])
         k = len(shapes)
-        ok = k >= 2 and all(s == shapes[0] for s in shapes) and bshape == (k, *shapes[0])
+        ok = (
+            k >= 2
+            and len(shapes[0]) >= 1
+            and all(s == shapes[0] for s in shapes)
+            and bshape == (k, *shapes[0])
+        )
         out.append((k, shapes[0]) if ok else None)
     found = tuple(out)
     object.__setattr__(layout, "_groups", found)
@@ -339,7 +347,7 @@ def ravel(
 
     With `group_by_shape=True`, leaves share a buffer only with leaves of the same
     dtype and shape: k of them are stacked into a buffer of shape `(k, *shape)` (the
-    same matrix of every layer, say). Elementwise chains run as before; per-leaf
+    same matrix of every layer, say; scalars share a 1-D buffer and are not a group). Elementwise chains run as before; per-leaf
     transformations written with `tree.leaf_groups` (adafactor, the block RMS
     scalings, the trust ratio) run once per group under `jax.vmap`, so a group is
     one set of kernels and its per-leaf reductions read the buffer in place. From a

@@ -353,8 +353,8 @@ def leaf_groups(tree: chex.ArrayTree) -> tuple[list[jax.Array], list[bool]]:
 
     A leaf of an ordinary pytree, or one that shares a buffer with leaves of other
     shapes, is a unit of its own (`stacked` False). A buffer of k leaves of one shape
-    (`flat.ravel(..., group_by_shape=True)`) is ONE unit, the buffer itself, its leaves
-    stacked on the first axis (`stacked` True): `map_leaf_groups` runs per-leaf code
+    (`flat.ravel(..., group_by_shape=True)`; not scalars) is ONE unit, the buffer
+    itself, its leaves stacked on the first axis (`stacked` True): `map_leaf_groups` runs per-leaf code
     on it through `jax.vmap`, so the whole group compiles to one set of kernels and
     its reductions read the buffer where it lies, with no slice copied out. Units come
     in the order of their leaves' first appearance; `from_leaf_groups` is the inverse.
@@ -457,6 +457,11 @@ def from_leaf_groups(like: chex.ArrayTree, units: list[jax.Array]) -> chex.Array
             continue
         layout = node.layout
         kinds = _units_of(node)
+        if len(units) < i + len(kinds):
+            raise ValueError(
+                f"from_leaf_groups: got {len(units)} units; `like` has more. Pass one array "
+                "per unit of `leaf_groups(like)`."
+            )
         leaves: list[Any] = [None] * layout.num_leaves
         groups: dict[int, jax.Array] = {}
         for (kind, j), x in zip(kinds, units[i : i + len(kinds)], strict=True):

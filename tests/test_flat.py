@@ -540,3 +540,83 @@ def test_a_mask_that_differs_inside_a_group_of_leaves(make):
     # the mask matters: l1's w (not decayed) moves differently without it
     free, _ = make(None).update(g, make(None).init(GROUPED_PARAMS), GROUPED_PARAMS)
     assert not np.allclose(np.asarray(free["l1"]["w"]), np.asarray(got.unravel()["l1"]["w"]))
+
+
+def test_scalars_are_never_a_group_and_keep_one_state_entry_each():
+    """k scalars stacked would be (k,), the default layout's 1-D buffer: they stay single."""
+    scalars = {"a": jnp.asarray(1.0), "b": jnp.asarray(-2.0), "c": jnp.asarray(0.5)}
+    for grouped in (False, True):
+        fp = flat.ravel(scalars, group_by_shape=grouped)
+        assert [b.shape for b in fp.buffers] == [(3,)]
+        _, stacked = jo.tree.leaf_groups(fp)
+        assert stacked == [False, False, False]
+        state = jo.scale_by_factored_rms().init(fp)
+        assert [v.shape for v in state.v] == [(), (), ()]
+        u, _ = jo.adafactor(0.1).update(fp, jo.adafactor(0.1).init(fp), fp)
+        want, _ = jo.adafactor(0.1).update(scalars, jo.adafactor(0.1).init(scalars), scalars)
+        chex.assert_trees_all_close(u.unravel(), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        {"group_by_shape": True, "max_buffer_leaves": 2},  # 3 ws: a group of 2 and one alone
+        {"group_by_shape": True, "max_leaf_size": 4},  # the ws apart, the bs grouped
+    ],
+    ids=["group-split-by-the-cap", "big-leaves-apart"],
+)
+def test_groups_under_the_other_layout_arguments_give_pytree_numbers(layout):
+    fp = flat.ravel(GROUPED_PARAMS, **layout)
+    assert any(stacked for stacked in jo.tree.leaf_groups(fp)[1])
+    for make in (
+        lambda: jo.adafactor(0.1, min_dim_size_to_factor=2, momentum=0.9),
+        lambda: jo.chain(jo.scale_by_adam(), jo.scale_by_trust_ratio(), jo.scale(-0.01)),
+    ):
+        tx = make()
+        params, state = fp, tx.init(fp)
+        ref, ref_state = GROUPED_PARAMS, tx.init(GROUPED_PARAMS)
+        for _ in range(3):
+            u, state = jax.jit(tx.update)(
+                jax.grad(lambda q: grouped_loss(q.unravel()))(params), state, params
+            )
+            params = jo.apply_updates(params, u)
+            ur, ref_state = tx.update(jax.grad(grouped_loss)(ref), ref_state, ref)
+            ref = jo.apply_updates(ref, ur)
+        chex.assert_trees_all_close(params.unravel(), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_a_group_of_empty_leaves():
+    tree = {"e0": jnp.zeros((0, 3)), "e1": jnp.zeros((0, 3)), "w": jnp.ones((2, 3))}
+    fp = flat.ravel(tree, group_by_shape=True)
+    assert sorted(b.shape for b in fp.buffers) == [(2, 0, 3), (2, 3)]
+    for tx in (jo.adafactor(0.1, min_dim_size_to_factor=1), jo.scale_by_trust_ratio()):
+        u, _ = tx.update(fp, tx.init(fp), fp)
+        want, _ = tx.update(tree, tx.init(tree), tree)
+        chex.assert_trees_all_close(u.unravel(), want)
+
+
+def test_a_state_built_for_another_group_is_refused_by_name():
+    three = flat.ravel(GROUPED_PARAMS, group_by_shape=True)
+    two = {k: v for k, v in GROUPED_PARAMS.items() if k != "l2"}
+    two = flat.ravel(two, group_by_shape=True)
+    tx = jo.scale_by_factored_rms(min_dim_size_to_factor=2)
+    with pytest.raises(ValueError, match="scale_by_factored_rms: update unit 1 stacks 2 leaves"):
+        tx.update(two, tx.init(three))
+    units, _ = jo.tree.leaf_groups(three)
+    with pytest.raises(ValueError, match="from_leaf_groups: got 4 units"):
+        jo.tree.from_leaf_groups(three, units[:4])
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_flatten_with_leaves_grouped_by_shape_gives_the_pytree_numbers(case):
+    plain = case.ours()
+    wrapped = jo.flatten(case.ours(), max_leaf_size=None, group_by_shape=True)
+    sp, sw = plain.init(GROUPED_PARAMS), wrapped.init(GROUPED_PARAMS)
+    assert (3, 3, 4) in sw.layout.shapes  # the state's buffers stack the three ws
+    pp = pw = GROUPED_PARAMS
+    for _ in range(3):
+        up, sp = plain.update(jax.grad(grouped_loss)(pp), sp, pp)
+        uw, sw = wrapped.update(jax.grad(grouped_loss)(pw), sw, pw)
+        pp, pw = jo.apply_updates(pp, up), jo.apply_updates(pw, uw)
+    # muon's Newton-Schulz matmuls may round differently on a leaf of a stacked buffer
+    chex.assert_trees_all_close(pw, pp, rtol=5e-5, atol=1e-6)

@@ -231,6 +231,13 @@ def scale_by_factored_rms(
         ):
             # a stacked unit: the leaf's shape and its state's, after the group axis
             k = 1 if st else 0
+            entries = [x for x in (r_old, c_old, v_old) if x is not None]
+            if st and any(x.ndim < 1 or x.shape[0] != g.shape[0] for x in entries):
+                raise ValueError(
+                    f"{owner}: update unit {i} stacks {g.shape[0]} leaves of shape "
+                    f"{g.shape[1:]}, but the state was built for another group. Pass updates "
+                    "laid out like the params given to `init` (the same `ravel` arguments)."
+                )
             r_, c_, v_ = (None if x is None else _Shape(x.shape[k:]) for x in (r_old, c_old, v_old))
             _check_leaf_shape(owner, i, g.shape[k:], r_, c_, v_, factored, min_dim)
         h = state.hyperparams.values
