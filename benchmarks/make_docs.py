@@ -232,6 +232,25 @@ def adafactor_layouts_text(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def muon_grouped_text(path: Path) -> str:
+    """Muon's grouped flat step against pytree mode and optax, read from the rows."""
+    lines = [
+        "`python benchmarks/bench_step.py --trees small --chains muon --no-torch --repeats 11 "
+        "--flat-group-by-shape` (the GPT tree's Newton-Schulz matmuls take seconds per step "
+        "on this CPU). The 1000 matrices of 16 x 16 are one stacked buffer, and their "
+        "Newton-Schulz iterations are batched matmuls."
+    ]
+    for r in json.loads(path.read_text())["rows"]:
+        f, p, x = r["ours_flat"], r["ours_pytree"], r["optax"]
+        lines.append(
+            f"On {r['leaves']} leaves the grouped flat step compiled in {f['compile_s']:.2f} s "
+            f"(pytree mode {p['compile_s']:.1f} s, optax {x['compile_s']:.1f} s) and ran in "
+            f"{f['step_s'] * 1e3:.2f} ms ({f['step_s'] / x['step_s']:.3f}x optax's, "
+            f"{f['step_s'] / p['step_s']:.3f}x pytree mode's)."
+        )
+    return " ".join(lines) + "\n"
+
+
 def elementwise_grouped_text(grouped: Path, main: Path) -> str:
     """The grouped layout's elementwise steps against one buffer per dtype (each a ratio
     to the roofline kernel of its own run)."""
@@ -500,6 +519,14 @@ def main(argv=None):
             )
             + "\n"
             + adafactor_layouts_text(results / "adafactor_layouts.json")
+        )
+    if (results / "muon_grouped.json").exists():
+        parts.append(
+            step_section(
+                results / "muon_grouped.json", "Muon in the flat layout: leaves grouped by shape"
+            )
+            + "\n"
+            + muon_grouped_text(results / "muon_grouped.json")
         )
     if (results / "elementwise_grouped.json").exists():
         parts.append(

@@ -347,9 +347,10 @@ def ravel(
 
     With `group_by_shape=True`, leaves share a buffer only with leaves of the same
     dtype and shape: k of them are stacked into a buffer of shape `(k, *shape)` (the
-    same matrix of every layer, say; scalars share a 1-D buffer and are not a group). Elementwise chains run as before; per-leaf
-    transformations written with `tree.leaf_groups` (adafactor, the block RMS
-    scalings, the trust ratio) run once per group under `jax.vmap`, so a group is
+    same matrix of every layer, say; scalars share a 1-D buffer and are not a
+    group). Elementwise chains run as before; per-leaf transformations written
+    with `tree.leaf_groups` (adafactor, muon, the block RMS scalings, the trust
+    ratio) run once per group under `jax.vmap`, so a group is
     one set of kernels and its per-leaf reductions read the buffer in place. From a
     buffer of leaves of mixed shapes, XLA:CPU first copies each leaf it reduces into
     a new array, and compiles separate kernels for each leaf's offset.

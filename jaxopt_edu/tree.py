@@ -31,6 +31,7 @@ __all__ = [
     "compute_dtype",
     "from_leaf_groups",
     "from_leaf_views",
+    "leaf_group_indices",
     "leaf_group_shapes",
     "leaf_groups",
     "leaf_norms",
@@ -359,6 +360,8 @@ def leaf_groups(tree: chex.ArrayTree) -> tuple[list[jax.Array], list[bool]]:
     its reductions read the buffer where it lies, with no slice copied out. Units come
     in the order of their leaves' first appearance; `from_leaf_groups` is the inverse.
 
+    Used by adafactor's pieces, the trust ratio and muon.
+
     PyTorch: none; the nearest is `torch.func.vmap` over a stacked group of tensors.
     Pitfall: per-unit state must be built from `leaf_group_shapes` (a stacked unit's
     state is stacked too), not from `leaf_views`, or its length will not match.
@@ -406,6 +409,36 @@ def leaf_group_shapes(tree: chex.ArrayTree) -> list[tuple[int | None, tuple[int,
             else:
                 b, _, shape = layout.slots[i]
                 out.append((None, tuple(shape), np.dtype(layout.dtypes[b])))
+    return out
+
+
+def leaf_group_indices(tree: chex.ArrayTree) -> list[list[int]]:
+    """For every unit of `leaf_groups`, the indices of its original leaves.
+
+    Indices count the leaves of the user's original pytree in `jax.tree.leaves`
+    order (a `FlatTree` contributes its original leaves), so per-leaf data given
+    for that pytree (weight-decay masks, say) can be gathered per unit: one index
+    for a single leaf, k for a stacked group, in the group's stacking order.
+
+    PyTorch: none.
+    Pitfall: a stacked unit's per-leaf values must be stacked in this order to line
+    up with its buffer's first axis.
+    Reference: `jaxopt_edu.flat.Layout` (where the groups are recorded).
+    """
+    out: list[list[int]] = []
+    base = 0
+    for node in jax.tree.leaves(tree, is_leaf=_is_flat):
+        if not _is_flat(node):
+            out.append([base])
+            base += 1
+            continue
+        slots = node.layout.slots
+        for kind, i in _units_of(node):
+            if kind == "group":
+                out.append([base + j for j, (b, _, _) in enumerate(slots) if b == i])
+            else:
+                out.append([base + i])
+        base += len(slots)
     return out
 
 

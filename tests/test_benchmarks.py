@@ -282,6 +282,20 @@ def test_make_docs_writes_the_grouped_layout_sections_from_the_kept_results(tmp_
     assert "### Why: a reduction over a slice copies the slice first" in text
 
 
+def test_muon_grouped_text_reads_its_rows(tmp_path):
+    def runner(step_s, compile_s):
+        return {"step_s": step_s, "compile_s": compile_s}
+
+    row = {"leaves": 8, "ours_flat": runner(0.001, 0.5), "ours_pytree": runner(0.004, 2.0)}
+    row["optax"] = runner(0.01, 4.0)
+    path = tmp_path / "muon_grouped.json"
+    path.write_text(json.dumps({"rows": [row]}))
+    text = make_docs.muon_grouped_text(path)
+    assert "On 8 leaves the grouped flat step compiled in 0.50 s" in text
+    assert "(pytree mode 2.0 s, optax 4.0 s)" in text
+    assert "(0.100x optax's, 0.250x pytree mode's)" in text
+
+
 def test_bench_leaf_reductions_smoke_and_docs_section(tmp_path):
     bench_leaf_reductions = pytest.importorskip("bench_leaf_reductions")
     out = tmp_path / "leaf_reductions.json"

@@ -87,12 +87,12 @@ def muon(
     Pitfall: the matrix step has a fixed size (singular values near 1) however small
     the gradient, so decay the learning rate to converge; embeddings and the output
     layer are matrices too, yet are usually better trained with Adam.
-    In the flat layout (`jaxopt_edu.flat`) each leaf is sliced out of the buffer and
-    put back (muon does not run per group of leaves yet, even with
-    `ravel(..., group_by_shape=True)`), and XLA's compile time grows faster than
-    linearly with the slices taken from one buffer: with many leaves, ravel with
-    `max_buffer_leaves=64` (adafactor on 2000 leaves compiled 4.5x faster that way),
-    or use the pytree layout.
+    In the flat layout (`jaxopt_edu.flat`) ravel with `group_by_shape=True`: the
+    matrices of one shape are then stacked in a buffer of their own and their
+    Newton-Schulz iterations run once per group, as batched matmuls (vmapped). From
+    one buffer of leaves of mixed shapes each leaf is sliced out and put back, and
+    XLA's compile time grows faster than linearly with the slices taken from one
+    buffer (docs/benchmarks.md).
     Reference: Jordan et al. 2024, Muon, https://kellerjordan.github.io/posts/muon/;
     Bernstein & Newhouse, Old Optimizer, New Norm, https://arxiv.org/abs/2409.20325
     """

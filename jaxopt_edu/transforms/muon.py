@@ -11,6 +11,7 @@ scalars, convolution kernels) get Adam instead, as in optax.
 
 from __future__ import annotations
 
+import functools
 import math
 from numbers import Integral, Real
 from typing import Any, NamedTuple
@@ -37,7 +38,8 @@ class ScaleByMuonState(NamedTuple):
     `mu` is laid out like the params (a `FlatTree` stays flat): the Muon momentum
     (decay `beta`) on matrix leaves, Adam's first moment (decay `adam_b1`) on the
     others. `nu` holds Adam's second moment for the non-matrix leaves only, as a
-    list in `tree.leaf_views` order (matrices need none).
+    list in `tree.leaf_groups` order (matrices need none): one entry per leaf, or
+    per group of same-shape leaves stacked in one buffer, stacked alike.
     """
 
     count: jax.Array  # shape=(), int32: updates done so far
@@ -79,6 +81,11 @@ def _check_ns(
 
 def _is_matrix(x: Any) -> bool:
     return len(x.shape) == 2
+
+
+def _is_matrix_unit(x: Any, stacked: bool) -> bool:
+    """Whether the leaves of a unit of `tree.leaf_groups` are matrices."""
+    return len(x.shape) - int(stacked) == 2
 
 
 def _width_scale(shape: tuple[int, ...]) -> float:
@@ -239,7 +246,8 @@ def scale_by_muon(
     )
 
     def init_fn(params):
-        others = [x for x in tree.leaf_views(params) if not _is_matrix(x)]
+        units, stacked = tree.leaf_groups(params)
+        others = [x for x, st in zip(units, stacked, strict=True) if not _is_matrix_unit(x, st)]
         return ScaleByMuonState(
             count=hyper.init_count(True),
             mu=tree.zeros_like(params, mu_dtype),
@@ -252,10 +260,19 @@ def scale_by_muon(
         tree.check_match(updates, state.mu, "updates", "state.mu")
         h = state.hyperparams.values
         count, hp_next = hyper.step(state.hyperparams, state.count)
-        grads, moms = tree.leaf_views(updates), tree.leaf_views(state.mu)
+        grads, stacked = tree.leaf_groups(updates)
+        moms = tree.leaf_groups(state.mu)[0]
+        matrix = [_is_matrix_unit(g, st) for g, st in zip(grads, stacked, strict=True)]
+        if len(state.nu) != matrix.count(False):
+            raise ValueError(
+                f"scale_by_muon: the state has {len(state.nu)} second moments but the updates "
+                f"have {matrix.count(False)} leaves (or groups of leaves) that are not "
+                "matrices. Pass updates laid out like the params given to `init`."
+            )
         nus = iter(state.nu)
-        out, new_mu, new_nu = [], [], []
-        for g, m in zip(grads, moms, strict=True):
+        nu_units = [None if is_matrix else next(nus) for is_matrix in matrix]
+
+        def one_leaf(g, m, v):
             dt = tree.promote(tree.compute_dtype(g), tree.compute_dtype(m))
             if _is_matrix(g):
                 m = tree.update_moment(g, m, h["beta"], 1)
@@ -263,20 +280,21 @@ def scale_by_muon(
                 u = _newton_schulz(m_hat, coeffs, ns_steps, h["eps"])
                 u = u * _width_scale(g.shape)
             else:
-                v = next(nus)
                 m = tree.update_moment(g, m, h["adam_b1"], 1)
                 v = tree.update_moment(g, v, h["adam_b2"], 2)
-                new_nu.append(v)
                 m_hat = _look_ahead(m, g, h["adam_b1"], count, nesterov).astype(dt)
                 v_hat = tree.bias_correction(v, h["adam_b2"], count)
                 real = v_hat.dtype
                 den = jnp.sqrt(v_hat + h["adam_eps_root"].astype(real)) + h["eps"].astype(real)
                 u = m_hat / den.astype(dt)
-            out.append(u.astype(g.dtype))
-            new_mu.append(m)
-        mu = tree.from_leaf_views(state.mu, new_mu)
+            return u.astype(g.dtype), m, v
+
+        results = tree.map_leaf_groups(one_leaf, stacked, grads, moms, nu_units)
+        out = [u for u, _, _ in results]
+        mu = tree.from_leaf_groups(state.mu, [m for _, m, _ in results])
+        new_nu = [v for (_, _, v), is_matrix in zip(results, matrix, strict=True) if not is_matrix]
         new = ScaleByMuonState(count, mu, new_nu, hp_next)
-        return tree.from_leaf_views(updates, out), new
+        return tree.from_leaf_groups(updates, out), new
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -357,9 +375,8 @@ def _muon_decay_and_learning_rate(
         adam_lr = h.get("adam_learning_rate", lr)
         user_tree = _unflattened(params)
         masks = jax.tree.leaves(_mask_tree(weight_decay_mask, user_tree))
-        out = []
-        views = zip(tree.leaf_views(updates), tree.leaf_views(params), masks, strict=True)
-        for u, p, mask in views:
+
+        def one_leaf(u, p, mask):
             dt = tree.promote(tree.compute_dtype(u), tree.compute_dtype(p))
             u32, p32 = u.astype(dt), p.astype(dt)
             if _is_matrix(u):
@@ -371,9 +388,29 @@ def _muon_decay_and_learning_rate(
                 new = -lr.astype(dt) * decayed
             else:
                 new = -adam_lr.astype(dt) * (u32 + h["adam_weight_decay"].astype(dt) * p32)
-            out.append(new.astype(u.dtype))
+            return new.astype(u.dtype)
+
+        units, stacked = tree.leaf_groups(updates)
+        p_units = tree.leaf_groups(params)[0]
+        members = tree.leaf_group_indices(updates)
+        out = []
+        for u, p, st, idx in zip(units, p_units, stacked, members, strict=True):
+            unit_masks = [masks[i] for i in idx]
+            if all(m is True for m in unit_masks) or all(m is False for m in unit_masks):
+                mask = unit_masks[0]  # one Python bool: nothing to select at run time
+                fn = functools.partial(one_leaf, mask=mask)
+                out.append((jax.vmap(fn) if st else fn)(u, p))
+                continue
+            if st:  # the group's masks, stacked like its leaves
+                shape = u.shape[1:]
+                mask = jnp.stack(
+                    [jnp.broadcast_to(jnp.asarray(m, bool), shape) for m in unit_masks]
+                )
+                out.append(jax.vmap(one_leaf)(u, p, mask))
+            else:
+                out.append(one_leaf(u, p, unit_masks[0]))
         count, hp_next = hyper.step(state.hyperparams, state.count)
         new_state = _MuonStepState(count, hp_next)
-        return tree.from_leaf_views(updates, out), new_state
+        return tree.from_leaf_groups(updates, out), new_state
 
     return GradientTransformation(init_fn, update_fn)
