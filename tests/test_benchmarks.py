@@ -264,7 +264,12 @@ def test_make_docs_writes_the_grouped_layout_sections_from_the_kept_results(tmp_
     import shutil
 
     kept = BENCH / "results"
-    names = ("adafactor_layouts.json", "leaf_reductions.json", "elementwise_grouped.json")
+    names = (
+        "adafactor_layouts.json",
+        "leaf_reductions.json",
+        "elementwise_grouped.json",
+        "muon_grouped.json",
+    )
     if not all((kept / n).exists() for n in names + ("step.json",)):
         pytest.skip("the grouped-layout results are not in benchmarks/results")
     res = tmp_path / "results"
@@ -280,13 +285,14 @@ def test_make_docs_writes_the_grouped_layout_sections_from_the_kept_results(tmp_
     assert "## Elementwise chains with the leaves grouped by shape" in text
     assert "(one buffer: " in text  # each grouped ratio next to the one-buffer one
     assert "### Why: a reduction over a slice copies the slice first" in text
+    assert "## Muon in the flat layout: leaves grouped by shape" in text
 
 
 def test_muon_grouped_text_reads_its_rows(tmp_path):
-    def runner(step_s, compile_s):
-        return {"step_s": step_s, "compile_s": compile_s}
+    def runner(step_s, compile_s, peak=3):
+        return {"step_s": step_s, "compile_s": compile_s, "peak_bytes": peak, "base_bytes": 2}
 
-    row = {"leaves": 8, "ours_flat": runner(0.001, 0.5), "ours_pytree": runner(0.004, 2.0)}
+    row = {"leaves": 8, "ours_flat": runner(0.001, 0.5), "ours_pytree": runner(0.004, 2.0, 2)}
     row["optax"] = runner(0.01, 4.0)
     path = tmp_path / "muon_grouped.json"
     path.write_text(json.dumps({"rows": [row]}))
@@ -294,6 +300,7 @@ def test_muon_grouped_text_reads_its_rows(tmp_path):
     assert "On 8 leaves the grouped flat step compiled in 0.50 s" in text
     assert "(pytree mode 2.0 s, optax 4.0 s)" in text
     assert "(0.100x optax's, 0.250x pytree mode's)" in text
+    assert "(1.50x params + grads + state against 1.00x)" in text
 
 
 def test_bench_leaf_reductions_smoke_and_docs_section(tmp_path):

@@ -89,7 +89,10 @@ def muon(
     layer are matrices too, yet are usually better trained with Adam.
     In the flat layout (`jaxopt_edu.flat`) ravel with `group_by_shape=True`: the
     matrices of one shape are then stacked in a buffer of their own and their
-    Newton-Schulz iterations run once per group, as batched matmuls (vmapped). From
+    Newton-Schulz iterations run once per group, as batched matmuls (vmapped): on
+    500 small leaves (2-core CPU) the step compiled in 0.32 s (optax: 20 s) and took
+    0.08x optax's time, at a higher peak memory than pytree mode's (the whole
+    group's temporaries at once: 2.25x params + grads + state against 2.03x). From
     one buffer of leaves of mixed shapes each leaf is sliced out and put back, and
     XLA's compile time grows faster than linearly with the slices taken from one
     buffer (docs/benchmarks.md).
