@@ -386,6 +386,9 @@ def leaf_groups(tree: chex.ArrayTree) -> tuple[list[jax.Array], list[bool]]:
 def leaf_group_shapes(tree: chex.ArrayTree) -> list[tuple[int | None, tuple[int, ...], Any]]:
     """`(k, leaf shape, dtype)` of every unit of `leaf_groups` (k None: a single leaf).
 
+    $$\\operatorname{shape}(\\text{unit}) = (k, s_1, \\dots, s_d)\\ \\text{(stacked)}
+    \\quad\\text{or}\\quad (s_1, \\dots, s_d)$$
+
     A unit's array has shape `(k, *shape)` when stacked, `shape` otherwise. Read from
     shapes and layouts only (nothing is sliced), so `init` can use it on abstract
     params (`jax.ShapeDtypeStruct` leaves).
@@ -414,6 +417,8 @@ def leaf_group_shapes(tree: chex.ArrayTree) -> list[tuple[int | None, tuple[int,
 
 def leaf_group_indices(tree: chex.ArrayTree) -> list[list[int]]:
     """For every unit of `leaf_groups`, the indices of its original leaves.
+
+    $$\\text{unit}_u = [x_{i} : i \\in I_u],\\qquad \\textstyle\\bigcup_u I_u = \\{0, \\dots, n-1\\}$$
 
     Indices count the leaves of the user's original pytree in `jax.tree.leaves`
     order (a `FlatTree` contributes its original leaves), so per-leaf data given
@@ -470,6 +475,8 @@ def map_leaf_groups(fn, stacked: list[bool], *args: list) -> list:
 
 def from_leaf_groups(like: chex.ArrayTree, units: list[jax.Array]) -> chex.ArrayTree:
     """Inverse of `leaf_groups`: a tree laid out like `like`, from one array per unit.
+
+    $$\\operatorname{from\\_leaf\\_groups}(t, \\operatorname{leaf\\_groups}(t)) = t$$
 
     A stacked unit's array becomes its buffer as it is (no copy); single leaves are
     packed into their buffers as by `from_leaf_views`.
