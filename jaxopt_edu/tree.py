@@ -13,6 +13,7 @@ whatever holds it (the update's dtype, or the moment's own `mu_dtype`).
 from __future__ import annotations
 
 import builtins
+import re
 from typing import Any
 
 import chex
@@ -39,6 +40,8 @@ __all__ = [
     "scale_leaves",
     "promote",
     "get",
+    "multi_output_fusion",
+    "recompute_for_update",
     "get_all_with_path",
     "lerp",
     "map_leaf_groups",
@@ -287,6 +290,84 @@ def bias_correction(
         return m.astype(dt) / _c(correction, dt)
 
     return jax.tree.map(f, moment)
+
+
+# ------------------------------------------------------- one loop per step on a CPU
+
+_MULTI_OUTPUT_FUSION: dict[str, bool] = {}
+# a fusion whose result is a tuple of arrays: one loop that writes several outputs
+_TUPLE_FUSION = re.compile(r"= \([^()]*\) fusion\(")
+
+
+def multi_output_fusion(platform: str = "cpu") -> bool:
+    """Whether XLA, in this process, fuses sibling loops into one loop with several outputs.
+
+    Two loops are siblings when they read the same arrays and neither reads the
+    other's result, like $m_t = \\beta_1 m_{t-1} + (1-\\beta_1) g_t$ and
+    $v_t = \\beta_2 v_{t-1} + (1-\\beta_2) g_t^2$. XLA:GPU merges them by default.
+    XLA:CPU does so only when the process starts with
+    `XLA_FLAGS=--xla_backend_extra_options=xla_cpu_use_multi_output_fusion`
+    (an XLA option, off by default in jax 0.10 and 0.11). The answer comes from
+    compiling a two-output probe once per process on `platform` and reading its HLO,
+    so it says what XLA does, whatever way the option was set; it is `False` when
+    `platform` has no device here.
+
+    PyTorch: none (its `fused=True` optimizers are hand-written single loops).
+    Pitfall: the flag is read when JAX starts its CPU backend; setting `XLA_FLAGS`
+    after the first computation changes nothing, and this function keeps its first
+    answer.
+    Reference: XLA's `CpuMultiOutputFusion` pass, https://github.com/openxla/xla
+    (`xla/service/cpu/cpu_multi_output_fusion.cc`).
+    """
+    if platform not in _MULTI_OUTPUT_FUSION:
+        try:
+            device = jax.devices(platform)[0]
+        except RuntimeError:
+            _MULTI_OUTPUT_FUSION[platform] = False
+            return False
+        x = jax.ShapeDtypeStruct(
+            (1024,), jnp.float32, sharding=jax.sharding.SingleDeviceSharding(device)
+        )
+        probe = jax.jit(lambda a, b: (a * b, a + b)).lower(x, x).compile().as_text()
+        _MULTI_OUTPUT_FUSION[platform] = bool(_TUPLE_FUSION.search(probe))
+    return _MULTI_OUTPUT_FUSION[platform]
+
+
+def recompute_for_update(fn, result: Any, *inputs: Any) -> Any:
+    """`result` (which is `fn(*inputs)`), or on a CPU that fuses siblings, `fn` again.
+
+    A transformation computes its new state, say $m_t = f(g_t, m_{t-1})$, and an
+    update that reads it, $u_t = h(m_t)$, which `apply_updates` turns into
+    $p_t = p_{t-1} + u_t$. XLA:CPU fuses $f$ into one loop that writes $m_t$ and
+    $h$ and the parameter update into a second loop that reads $m_t$ back; even
+    with multi-output fusion on (`multi_output_fusion`), a loop that reads another's
+    result is never merged with it. So, only when XLA:CPU in this process fuses
+    siblings, this returns $f$ evaluated again on `inputs` passed through
+    `jax.lax.optimization_barrier` (which XLA removes after its common-subexpression
+    pass): the two evaluations are then siblings reading $g_{t-1}$ and $m_{t-1}$,
+    and XLA makes one loop that reads $g, m, p$ once and writes $m$ and $p$, as
+    torch's fused optimizers do. Otherwise, and on every other platform (the choice
+    is made per platform with `jax.lax.platform_dependent`), it returns `result`.
+    The value is the same expression either way; XLA may round the update differently
+    in the last bit, as it may for any change in how it fuses.
+
+    PyTorch: none; `torch.optim.Adam(fused=True)` is a hand-written loop of the same
+    shape.
+    Pitfall: without multi-output fusion a barrier would make XLA:CPU copy the
+    inputs (several times slower), which is why the barrier is used only when the
+    probe says siblings are fused.
+    Reference: XLA's `CpuMultiOutputFusion` pass, https://github.com/openxla/xla.
+    """
+    if not multi_output_fusion("cpu"):
+        return result
+
+    def cpu(result, inputs):
+        return fn(*jax.lax.optimization_barrier(inputs))
+
+    def default(result, inputs):
+        return result
+
+    return jax.lax.platform_dependent(result, inputs, cpu=cpu, default=default)
 
 
 # ---------------------------------------------------------------- per-leaf views

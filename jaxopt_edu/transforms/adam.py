@@ -110,12 +110,18 @@ def scale_by_adam(
         del params, extra_args
         tree.check_match(updates, state.mu, "updates", "state.mu")
         h = state.hyperparams.values
-        mu = tree.update_moment(updates, state.mu, h["b1"], 1)
-        nu = tree.update_moment(updates, state.nu, h["b2"], 2)
+
+        def moments(g, m, v):
+            return tree.update_moment(g, m, h["b1"], 1), tree.update_moment(g, v, h["b2"], 2)
+
+        mu, nu = moments(updates, state.mu, state.nu)
+        # the update from the same moments, recomputed where XLA:CPU can then make
+        # one loop of the whole step (see tree.recompute_for_update)
+        mu_u, nu_u = tree.recompute_for_update(moments, (mu, nu), updates, state.mu, state.nu)
         count, hp_next = hyper.step(state.hyperparams, state.count)
-        mu_hat = tree.bias_correction(mu, h["b1"], count)
+        mu_hat = tree.bias_correction(mu_u, h["b1"], count)
         if nesterov:
-            ahead = tree.bias_correction(mu, h["b1"], safe_increment(count))
+            ahead = tree.bias_correction(mu_u, h["b1"], safe_increment(count))
             now = tree.bias_correction(updates, h["b1"], count)
             b1 = h["b1"]
 
@@ -125,7 +131,7 @@ def scale_by_adam(
                 return b * a.astype(dt) + (1 - b) * g.astype(dt)
 
             mu_hat = jax.tree.map(look_ahead, ahead, now)
-        nu_hat = tree.bias_correction(nu, h["b2"], count)
+        nu_hat = tree.bias_correction(nu_u, h["b2"], count)
         out = _ratio(mu_hat, nu_hat, h["eps_root"], h["eps"], updates)
         return out, ScaleByAdamState(count, mu, nu, hp_next)
 

@@ -72,7 +72,9 @@ def trace(
         tree.check_match(updates, state.trace, "updates", "state.trace")
         mu = state.hyperparams.values["decay"]
         new_trace = _axpy(mu, updates, state.trace)
-        out = _axpy(mu, updates, tree.cast_like(new_trace, updates)) if nesterov else new_trace
+        # where XLA:CPU can then make one loop of the step (tree.recompute_for_update)
+        b = tree.recompute_for_update(lambda g, t: _axpy(mu, g, t), new_trace, updates, state.trace)
+        out = _axpy(mu, updates, tree.cast_like(b, updates)) if nesterov else b
         count, hp_next = hyper.step(state.hyperparams, state.count)
         out = tree.cast_like(out, updates)
         return out, TraceState(count, new_trace, hp_next)

@@ -179,9 +179,15 @@ def scale_by_rms(
         del params, extra_args
         tree.check_match(updates, state.nu, "updates", "state.nu")
         h = state.hyperparams.values
-        nu = tree.update_moment(updates, state.nu, h["decay"], 2)
+
+        def moment(g, v):
+            return tree.update_moment(g, v, h["decay"], 2)
+
+        nu = moment(updates, state.nu)
+        # where XLA:CPU can then make one loop of the step (tree.recompute_for_update)
+        nu_u = tree.recompute_for_update(moment, nu, updates, state.nu)
         count, hp_next = hyper.step(state.hyperparams, state.count)
-        nu_hat = tree.bias_correction(nu, h["decay"], count) if bias_correction else nu
+        nu_hat = tree.bias_correction(nu_u, h["decay"], count) if bias_correction else nu_u
         out = _divide_by_root(updates, nu_hat, h["eps"], eps_in_sqrt)
         return out, ScaleByRmsState(count, nu, hp_next)
 
@@ -305,7 +311,9 @@ def scale_by_rss(
         tree.check_match(updates, state.sum_of_squares, "updates", "state.sum_of_squares")
         h = state.hyperparams.values
         sum_of_squares = _add_squares(updates, state.sum_of_squares)
-        out = _divide_by_root(updates, sum_of_squares, h["eps"], eps_in_sqrt, guard=True)
+        # where XLA:CPU can then make one loop of the step (tree.recompute_for_update)
+        s_u = tree.recompute_for_update(_add_squares, sum_of_squares, updates, state.sum_of_squares)
+        out = _divide_by_root(updates, s_u, h["eps"], eps_in_sqrt, guard=True)
         count, hp_next = hyper.step(state.hyperparams, state.count)
         return out, ScaleByRssState(count, sum_of_squares, hp_next)
 
