@@ -109,12 +109,21 @@ def roofline_step(chain):
     """The same arithmetic on one flat buffer: the memory-bandwidth floor."""
     if chain not in ROOFLINE_CHAINS:
         raise ValueError(f"{chain!r} has no flat roofline kernel: {ROOFLINE_CHAINS}")
+    # With XLA:CPU's multi-output fusion on, the parameter update reads the inputs
+    # through an optimization barrier instead of the new moments: XLA then makes one
+    # loop of the whole step (as tree.recompute_for_update does in the library)
+    siblings = jo.tree.multi_output_fusion("cpu")
+
+    def inputs(*xs):
+        return jax.lax.optimization_barrier(xs) if siblings else xs
+
     if chain == "sgd_momentum":
 
         def step(p, g, s):
             (b,) = s
-            b = g + 0.9 * b
-            return p - 1e-2 * b, (b,)
+            new = g + 0.9 * b
+            g_, b_ = inputs(g, b)
+            return p - 1e-2 * (g_ + 0.9 * b_ if siblings else new), (new,)
 
     elif chain == "lion":
 
@@ -132,23 +141,31 @@ def roofline_step(chain):
             return p, jnp.where(never, jnp.zeros_like(m), 0.99 * m + 0.01 * g)
 
         def step(p, g, s):
-            p, m = jax.lax.platform_dependent(p, g, s[0], cpu=ordered, default=fused)
+            cpu = fused if siblings else ordered  # one loop with multi-output fusion
+            p, m = jax.lax.platform_dependent(p, g, s[0], cpu=cpu, default=fused)
             return p, (m,)
 
     else:
         clip = chain == "clip_adamw_cosine"
 
         def step(p, g, s):
-            m, v, t = s
-            if clip:
-                n = jnp.sqrt(jnp.sum(g * g))
-                g = g * (1.0 / jnp.maximum(n, 1.0))
+            m0, v0, t = s
             t = t + 1
-            m = 0.9 * m + 0.1 * g
-            v = 0.999 * v + 0.001 * g * g
+            scale = 1.0 / jnp.maximum(jnp.sqrt(jnp.sum(g * g)), 1.0) if clip else 1.0
+            # each reader of the clipped gradient scales it itself: a scaled gradient
+            # read by several loops would be written out first
+            m = 0.9 * m0 + 0.1 * (g * scale)
+            g_, v0_ = inputs(g, v0)
+            v = 0.999 * v0_ + 0.001 * (g_ * scale) * (g_ * scale)
+            if siblings:
+                g_, m0_, v0_ = inputs(g, m0, v0)
+                mu = 0.9 * m0_ + 0.1 * (g_ * scale)
+                vu = 0.999 * v0_ + 0.001 * (g_ * scale) * (g_ * scale)
+            else:
+                mu, vu = m, v
             tf = t.astype(jnp.float32)
-            mh = m / (1 - 0.9**tf)
-            vh = v / (1 - 0.999**tf)
+            mh = mu / (1 - 0.9**tf)
+            vh = vu / (1 - 0.999**tf)
             u = mh / (jnp.sqrt(vh) + 1e-8)
             if clip:
                 u = u + 0.1 * p
@@ -415,6 +432,22 @@ def markdown(rows, device):
     return "\n".join(lines)
 
 
+MOF_FLAG = "--xla_backend_extra_options=xla_cpu_use_multi_output_fusion"
+
+
+def use_multi_output_fusion():
+    """Turn XLA:CPU's multi-output fusion on for this process (before JAX starts its
+    CPU backend), and check with the library's probe that it took."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_use_multi_output_fusion" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {MOF_FLAG}".strip()
+    if not jo.tree.multi_output_fusion("cpu"):
+        raise SystemExit(
+            "XLA:CPU multi-output fusion is not on: JAX's CPU backend started before "
+            f"XLA_FLAGS was set; run with XLA_FLAGS={MOF_FLAG} instead"
+        )
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trees", default="gpt,small,matrix")
@@ -453,7 +486,13 @@ def main(argv=None):
         help="flat.ravel(..., group_by_shape=True) in the `ours flat` column: one buffer "
         "per dtype and leaf shape, the leaves stacked",
     )
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "step.json"))
+    ap.add_argument(
+        "--xla-cpu-multi-output-fusion",
+        action="store_true",
+        help="start XLA:CPU with its multi-output fusion on (XLA_FLAGS="
+        f"{MOF_FLAG}), for every competitor; rows go to results/step_cpu_mof.json",
+    )
+    ap.add_argument("--out", default=None, help="default: results/step.json")
     ap.add_argument(
         "--append",
         action="store_true",
@@ -481,8 +520,15 @@ def main(argv=None):
     bad = [t for t in trees if t not in TREES] + [c for c in chains if c not in CHAINS]
     if bad:
         ap.error(f"unknown tree/chain {bad}; trees: {sorted(TREES)}, chains: {list(CHAINS)}")
-    device = f"{jax.devices()[0].device_kind} ({jax.default_backend()}, {os.cpu_count()} cores)"
-    out = Path(args.out)
+    extra = ""
+    if args.xla_cpu_multi_output_fusion:
+        use_multi_output_fusion()
+        extra = ", XLA:CPU multi-output fusion on"
+    device = (
+        f"{jax.devices()[0].device_kind} ({jax.default_backend()}, {os.cpu_count()} cores{extra})"
+    )
+    name = "step_cpu_mof.json" if args.xla_cpu_multi_output_fusion else "step.json"
+    out = Path(args.out or Path(__file__).parent / "results" / name)
     out.parent.mkdir(parents=True, exist_ok=True)
     earlier = []
     if args.append and out.exists():
