@@ -333,6 +333,21 @@ def multi_output_fusion(platform: str = "cpu") -> bool:
     return _MULTI_OUTPUT_FUSION[platform]
 
 
+def _barrier_per_leaf(inputs: tuple) -> tuple:
+    """`inputs` through optimization barriers, one per leaf position when the trees
+    share a structure: one barrier over every leaf would make each leaf's update wait
+    for every gradient of the model (and keep them all alive at once)."""
+    flat_inputs = [jax.tree.flatten(t) for t in inputs]
+    treedef = flat_inputs[0][1] if flat_inputs else None
+    if not flat_inputs or any(d != treedef for _, d in flat_inputs):
+        return jax.lax.optimization_barrier(inputs)
+    columns = zip(*(leaves for leaves, _ in flat_inputs), strict=True)
+    rows = list(zip(*(jax.lax.optimization_barrier(c) for c in columns), strict=True))
+    if not rows:  # trees without leaves
+        return inputs
+    return tuple(jax.tree.unflatten(treedef, r) for r in rows)
+
+
 def recompute_for_update(fn, result: Any, *inputs: Any) -> Any:
     """`result` (which is `fn(*inputs)`), or on a CPU that fuses siblings, `fn` again.
 
@@ -343,8 +358,8 @@ def recompute_for_update(fn, result: Any, *inputs: Any) -> Any:
     with multi-output fusion on (`multi_output_fusion`), a loop that reads another's
     result is never merged with it. So, only when XLA:CPU in this process fuses
     siblings, this returns $f$ evaluated again on `inputs` passed through
-    `jax.lax.optimization_barrier` (which XLA removes after its common-subexpression
-    pass): the two evaluations are then siblings reading $g_{t-1}$ and $m_{t-1}$,
+    `jax.lax.optimization_barrier`, one per leaf (which XLA removes after its
+    common-subexpression pass): the two evaluations are then siblings reading $g_{t-1}$ and $m_{t-1}$,
     and XLA makes one loop that reads $g, m, p$ once and writes $m$ and $p$, as
     torch's fused optimizers do. Otherwise, and on every other platform (the choice
     is made per platform with `jax.lax.platform_dependent`), it returns `result`.
@@ -362,7 +377,7 @@ def recompute_for_update(fn, result: Any, *inputs: Any) -> Any:
         return result
 
     def cpu(result, inputs):
-        return fn(*jax.lax.optimization_barrier(inputs))
+        return fn(*_barrier_per_leaf(inputs))
 
     def default(result, inputs):
         return result
