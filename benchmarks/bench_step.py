@@ -355,7 +355,13 @@ def run(trees, chains, repeats, quick, with_torch, on_row=None):
         for chain in chains:
             row = {"tree": tree_name, "leaves": len(shapes), "params": n, "chain": chain}
             row["flatten_args"] = dict(FLATTEN_ARGS)
-            row["flat_args"] = dict(FLAT_ARGS)
+            # the layout ravel resolves (its default max_leaf_size is "auto"), so that a
+            # row keeps saying what it measured if the default changes
+            flat_args = dict(FLAT_ARGS)
+            flat_args.setdefault("max_leaf_size", "auto")
+            if flat_args["max_leaf_size"] == "auto":
+                flat_args["max_leaf_size"] = flat._resolve_max_leaf_size("auto", {})
+            row["flat_args"] = flat_args
             row |= bench_row(chain, shapes, repeats, with_torch)
             rows.append(row)
             print(summary_line(row), flush=True)
@@ -475,10 +481,10 @@ def main(argv=None):
     )
     ap.add_argument(
         "--flat-max-leaf",
-        type=int,
         default=None,
-        help="max_leaf_size of flat.ravel in the `ours flat` column: larger leaves keep "
-        "buffers of their own (default: every leaf packed)",
+        help="max_leaf_size of flat.ravel in the `ours flat` column: an int (larger "
+        "leaves keep buffers of their own), 'none' (every leaf packed) or 'auto' "
+        "(default: ravel's, 'auto': 65536 on a CPU)",
     )
     ap.add_argument(
         "--flat-group-by-shape",
@@ -504,7 +510,8 @@ def main(argv=None):
     if args.flat_max_buffer_leaves is not None:
         FLAT_ARGS["max_buffer_leaves"] = args.flat_max_buffer_leaves
     if args.flat_max_leaf is not None:
-        FLAT_ARGS["max_leaf_size"] = args.flat_max_leaf
+        v = args.flat_max_leaf
+        FLAT_ARGS["max_leaf_size"] = None if v == "none" else v if v == "auto" else int(v)
     if args.flat_group_by_shape:
         FLAT_ARGS["group_by_shape"] = True
     for key, value in (

@@ -21,7 +21,7 @@ def main(steps: int = 1000) -> float:
     x = jax.random.uniform(key_data, (256, 1), minval=-3.0, maxval=3.0)
     y = jnp.sin(2.0 * x) + 0.3 * x
 
-    fparams = flat.ravel(init_mlp(key_init))  # once: one buffer per dtype
+    fparams = flat.ravel(init_mlp(key_init))  # once: one buffer per dtype (small leaves)
     optimizer = opt.chain(opt.clip_by_global_norm(1.0), opt.adamw(1e-2, weight_decay=1e-4))
     state = optimizer.init(fparams)
     print(fparams)

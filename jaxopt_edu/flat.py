@@ -330,11 +330,11 @@ def _unravel_with_layout(layout: Layout):
 
 def ravel(
     tree: chex.ArrayTree,
-    max_leaf_size: int | None = None,
+    max_leaf_size: int | str | None = "auto",
     max_buffer_leaves: int | None = None,
     group_by_shape: bool = False,
 ) -> FlatTree:
-    """Copy a pytree of arrays into a `FlatTree` (by default one buffer per dtype).
+    """Copy a pytree of arrays into a `FlatTree` (one buffer per dtype for the small leaves).
 
     $$\\text{buffer}_d = \\operatorname{concat}(\\operatorname{vec}(x_i) : \\operatorname{dtype}(x_i) = d)$$
 
@@ -342,8 +342,10 @@ def ravel(
     its own, in the leaf's own shape (no copy; XLA updates it in place, where a
     reshaped view of a donated parameter makes XLA:CPU copy it), and only the
     smaller leaves are packed together, one buffer per dtype: the many small leaves
-    stop costing a kernel each, the large ones are never concatenated. With `max_buffer_leaves`, at most that
-    many leaves share a buffer.
+    stop costing a kernel each, the large ones are never concatenated. The default,
+    `"auto"`, is 65536 when the leaves live on a CPU and None (every leaf packed) on
+    an accelerator, as in `flatten`; pass None for one buffer per dtype everywhere.
+    With `max_buffer_leaves`, at most that many leaves share a buffer.
 
     With `group_by_shape=True`, leaves share a buffer only with leaves of the same
     dtype and shape: k of them are stacked into a buffer of shape `(k, *shape)` (the
@@ -360,7 +362,12 @@ def ravel(
     PyTorch: `torch.nn.utils.parameters_to_vector` (one dtype only, and a copy
     every call; here you ravel once and keep the flat buffers).
     Pitfall: call it once before training, not inside the step: the point is that
-    params stay flat. `unravel()` inside the loss takes one slice per leaf, and
+    params stay flat. On a CPU a loss that reads a large leaf in a matmul through a
+    slice of a shared buffer pays for a copy of it every step (XLA:CPU copies a slice
+    before reducing it): on an MLP of four 2048 x 2048 layers a whole Adam training
+    step took 1.51x as long with every leaf in one buffer as with the default, which
+    keeps those matrices apart (`benchmarks/bench_mlp_step.py`, 2-core CPU;
+    docs/benchmarks.md). `unravel()` inside the loss takes one slice per leaf, and
     XLA's compile time grows faster than linearly with the slices taken from one
     buffer: on 2000 small leaves a whole training step (loss, grad, Adam) compiled
     about 4x faster with `max_buffer_leaves=64` than with one buffer, for no slower
@@ -373,7 +380,15 @@ def ravel(
     keep the default: on a CPU, several small buffers cost more kernels than one.
     Reference: Rajbhandari et al., ZeRO, https://arxiv.org/abs/1910.02054 (flat buffers)
     """
-    _check_layout_args("ravel", max_leaf_size, max_buffer_leaves)
+    if isinstance(max_leaf_size, str) and max_leaf_size != "auto":
+        raise ValueError(
+            f"ravel: `max_leaf_size` must be 'auto', None or an integer >= 0, "
+            f"got {max_leaf_size!r}."
+        )
+    _check_layout_args(
+        "ravel", None if max_leaf_size == "auto" else max_leaf_size, max_buffer_leaves
+    )
+    max_leaf_size = _resolve_max_leaf_size(max_leaf_size, tree)
     if not isinstance(group_by_shape, bool | np.bool_):
         raise ValueError(f"ravel: `group_by_shape` must be True or False, got {group_by_shape!r}.")
     layout = _layout_of(tree, max_leaf_size, max_buffer_leaves, bool(group_by_shape))

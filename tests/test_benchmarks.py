@@ -235,7 +235,8 @@ def _bench_small_flat(tmp_path, monkeypatch, flags):
 
 def test_bench_step_flat_cap_is_used_and_labelled(tmp_path, monkeypatch):
     row, md, seen = _bench_small_flat(tmp_path, monkeypatch, ["--flat-max-buffer-leaves", "4"])
-    assert row["flat_args"] == {"max_buffer_leaves": 4}
+    # the row records the max_leaf_size ravel resolved its default to (65536 on a CPU)
+    assert row["flat_args"] == {"max_buffer_leaves": 4, "max_leaf_size": 65536}
     assert "flat: 4 leaves per buffer" in md
     # the flat column's params and grads were raveled with the cap
     assert all(len(layout.sizes) == -(-row["leaves"] // 4) for layout in seen)
@@ -251,10 +252,17 @@ def test_bench_step_flat_max_leaf_keeps_big_leaves_apart_and_is_labelled(tmp_pat
         assert sorted(set(layout.sizes)) == [256, 64 * (row["leaves"] - row["leaves"] // 2)]
 
 
+def test_bench_step_flat_max_leaf_none_packs_every_leaf(tmp_path, monkeypatch):
+    row, md, seen = _bench_small_flat(tmp_path, monkeypatch, ["--flat-max-leaf", "none"])
+    assert row["flat_args"] == {"max_leaf_size": None}
+    assert "flat:" not in md  # one buffer per dtype, as rows measured before the default
+    assert all(len(layout.sizes) == 1 for layout in seen)
+
+
 def test_bench_step_flat_group_by_shape_is_used_and_labelled(tmp_path, monkeypatch):
     row, md, seen = _bench_small_flat(tmp_path, monkeypatch, ["--flat-group-by-shape"])
-    assert row["flat_args"] == {"group_by_shape": True}
-    assert "flat: grouped by shape" in md
+    assert row["flat_args"] == {"group_by_shape": True, "max_leaf_size": 65536}
+    assert "grouped by shape" in md
     n = row["leaves"] // 2  # the two shapes, stacked
     assert all(sorted(layout.shapes) == [(n, 16, 16), (n, 64)] for layout in seen)
 
@@ -317,3 +325,58 @@ def test_bench_leaf_reductions_smoke_and_docs_section(tmp_path):
     assert d["rows"]["leaves"]["temp_over_reduced"] < 0.01
     text = make_docs.leaf_reductions_section(out)
     assert "| slices of one buffer |" in text and "bench_leaf_reductions.py" in text
+
+
+def test_bench_mlp_step_smoke_and_docs_section(tmp_path, monkeypatch):
+    """Every variant runs, each in the layout its name says (the default keeps the
+    512 x 512 matrices apart on a CPU, `one_buffer` packs them), and the page's section
+    is written from the JSON."""
+    bench_mlp_step = pytest.importorskip("bench_mlp_step")
+    layouts = []
+    ravel = bench_mlp_step.flat.ravel
+
+    def spy(*args, **kw):
+        out = ravel(*args, **kw)
+        layouts.append(out.layout)
+        return out
+
+    monkeypatch.setattr(bench_mlp_step.flat, "ravel", spy)
+    out = tmp_path / "mlp_step.json"
+    argv = ["--layers", "2", "--width", "512", "--batch", "4", "--repeats", "2"]
+    data = bench_mlp_step.main(argv + ["--out", str(out)])
+    assert json.loads(out.read_text()) == data
+    assert [r["chain"] for r in data["rows"]] == list(bench_mlp_step.CHAINS)
+    for row in data["rows"]:
+        assert set(row) == {"chain", *bench_mlp_step.VARIANTS}
+        assert all(
+            row[k]["step_s"] > 0 and row[k]["compile_s"] > 0 for k in bench_mlp_step.VARIANTS
+        )
+    assert data["params"] == 2 * (512 * 512 + 512)
+    default, one_buffer = layouts[:2]  # the first chain's flat variants
+    if jax.default_backend() == "cpu":
+        assert sorted(default.sizes) == [2 * 512, 512 * 512, 512 * 512]
+    assert list(one_buffer.sizes) == [data["params"]]
+    text = make_docs.mlp_step_section(out, tmp_path / "absent.json")
+    assert "| adam |" in text and "with every leaf in one buffer" in text.lower()
+    assert "multi-output fusion on" not in text
+
+
+def test_make_docs_multi_output_fusion_sections_from_the_kept_results():
+    kept = BENCH / "results"
+    names = ("step_cpu_mof.json", "mlp_step.json", "mlp_step_cpu_mof.json")
+    if not all((kept / n).exists() for n in names):
+        pytest.skip("the multi-output fusion results are not in benchmarks/results")
+    text = make_docs.mof_text(kept / "step_cpu_mof.json")
+    assert "gpt, adam: ours flat" in text and "torch fused" in text
+    mlp = make_docs.mlp_step_section(kept / "mlp_step.json", kept / "mlp_step_cpu_mof.json")
+    assert mlp.count("| adam |") == 2 and "multi-output fusion on" in mlp
+
+
+def test_bench_step_multi_output_fusion_refuses_a_started_backend(monkeypatch):
+    """The option must be set before JAX starts its CPU backend: in a process where it
+    was not, the benchmark says so instead of measuring the default programs."""
+    if bench_step.jo.tree.multi_output_fusion("cpu"):
+        pytest.skip("this process fuses siblings")
+    monkeypatch.setenv("XLA_FLAGS", "")
+    with pytest.raises(SystemExit, match="multi-output fusion is not on"):
+        bench_step.use_multi_output_fusion()

@@ -256,13 +256,30 @@ def test_ravel_keeps_big_leaves_in_their_own_buffers():
     assert sorted(x.shape for x in fp.buffers) == [(3,), (3, 4), (4,), (6,)]
     assert [fp.buffers[b].shape for b in range(4)] == list(fp.layout.shapes)
     chex.assert_trees_all_equal(fp.unravel(), tree)
-    assert len(flat.ravel(tree).buffers) == 2  # default: one buffer per dtype
+    assert len(flat.ravel(tree).buffers) == 2  # default: small leaves, one buffer per dtype
     assert len(flat.ravel(tree, max_leaf_size=np.int64(5)).buffers) == 4  # numpy ints too
     for bad in (-1, 2.5, True):
         with pytest.raises(ValueError, match="`max_leaf_size` must be None or an integer"):
             flat.ravel(tree, max_leaf_size=bad)
     with pytest.raises(ValueError, match="`max_leaf_size`"):
         jo.flatten(jo.adam(0.1), max_leaf_size=-3)
+
+
+def test_ravel_default_keeps_leaves_over_65536_apart_on_a_cpu():
+    """`max_leaf_size="auto"`, as in `flatten`: on a CPU a leaf of more than 65536
+    elements keeps a buffer of its own (a matmul reading a slice of a shared buffer
+    copies it every step); None packs every leaf; other strings are refused."""
+    big = flat.AUTO_CPU_MAX_LEAF + 1
+    tree = {"w": jnp.ones((big,)), "m": jnp.ones((256, 256)), "b": jnp.ones(4)}
+    fp = flat.ravel(tree)
+    if jax.default_backend() == "cpu":
+        # 65536 elements exactly is not over the limit: m is packed with b
+        assert sorted(x.shape for x in fp.buffers) == [(big,), (65536 + 4,)]
+    assert [x.shape for x in flat.ravel(tree, max_leaf_size=None).buffers] == [(big + 65540,)]
+    assert fp.layout == flat.ravel(tree, max_leaf_size="auto").layout
+    chex.assert_trees_all_equal(fp.unravel(), tree)
+    with pytest.raises(ValueError, match="ravel: `max_leaf_size` must be 'auto', None"):
+        flat.ravel(tree, max_leaf_size="big")
 
 
 def test_ravel_caps_the_leaves_of_a_shared_buffer():
