@@ -13,6 +13,7 @@ whatever holds it (the update's dtype, or the moment's own `mu_dtype`).
 from __future__ import annotations
 
 import builtins
+import concurrent.futures
 import re
 from typing import Any
 
@@ -299,18 +300,34 @@ _MULTI_OUTPUT_FUSION: dict[str, bool] = {}
 _TUPLE_FUSION = re.compile(r"= \([^()]*\) fusion\(")
 
 
+def _compile_probe(platform: str) -> bool:
+    try:
+        device = jax.devices(platform)[0]
+    except RuntimeError:  # no such platform here
+        return False
+    x = jax.ShapeDtypeStruct(
+        (1024,), jnp.float32, sharding=jax.sharding.SingleDeviceSharding(device)
+    )
+    probe = jax.jit(lambda a, b: (a * b, a + b)).lower(x, x).compile().as_text()
+    return bool(_TUPLE_FUSION.search(probe))
+
+
 def multi_output_fusion(platform: str = "cpu") -> bool:
-    """Whether XLA, in this process, fuses sibling loops into one loop with several outputs.
+    """Whether XLA:CPU, in this process, fuses sibling loops into one loop with several outputs.
 
     Two loops are siblings when they read the same arrays and neither reads the
     other's result, like $m_t = \\beta_1 m_{t-1} + (1-\\beta_1) g_t$ and
-    $v_t = \\beta_2 v_{t-1} + (1-\\beta_2) g_t^2$. XLA:GPU merges them by default.
-    XLA:CPU does so only when the process starts with
+    $v_t = \\beta_2 v_{t-1} + (1-\\beta_2) g_t^2$. XLA:CPU merges them only when the
+    process starts with
     `XLA_FLAGS=--xla_backend_extra_options=xla_cpu_use_multi_output_fusion`
     (an XLA option, off by default in jax 0.10 and 0.11). The answer comes from
-    compiling a two-output probe once per process on `platform` and reading its HLO,
+    compiling a two-output probe once per process on `platform` (in a thread of its
+    own, so that no mesh or trace of the caller's applies to it) and reading its HLO,
     so it says what XLA does, whatever way the option was set; it is `False` when
-    `platform` has no device here.
+    `platform` has no device here, or when the probe fails to compile. The library
+    asks only about "cpu": XLA:GPU fuses an optimizer's loops into one kernel by its
+    own rules, which this probe does not show (a review saw it answer `False` on an
+    H100 with jax 0.11).
 
     PyTorch: none (its `fused=True` optimizers are hand-written single loops).
     Pitfall: the flag is read when JAX starts its CPU backend; setting `XLA_FLAGS`
@@ -320,16 +337,14 @@ def multi_output_fusion(platform: str = "cpu") -> bool:
     (`xla/service/cpu/cpu_multi_output_fusion.cc`).
     """
     if platform not in _MULTI_OUTPUT_FUSION:
-        try:
-            device = jax.devices(platform)[0]
-        except RuntimeError:
-            _MULTI_OUTPUT_FUSION[platform] = False
-            return False
-        x = jax.ShapeDtypeStruct(
-            (1024,), jnp.float32, sharding=jax.sharding.SingleDeviceSharding(device)
-        )
-        probe = jax.jit(lambda a, b: (a * b, a + b)).lower(x, x).compile().as_text()
-        _MULTI_OUTPUT_FUSION[platform] = bool(_TUPLE_FUSION.search(probe))
+        # a fresh thread: jax.set_mesh and the caller's trace are thread-local, and a
+        # mesh of other devices would refuse a jit pinned to this one
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            try:
+                answer = pool.submit(_compile_probe, platform).result()
+            except Exception:  # noqa: BLE001 - any failure means: do not rely on it
+                answer = False
+        _MULTI_OUTPUT_FUSION[platform] = answer
     return _MULTI_OUTPUT_FUSION[platform]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,18 @@ def loss_after_step(p):
     return jnp.sum(jo.apply_updates(p, u) ** 2)
 out["grad"] = np.asarray(jax.grad(loss_after_step)(p0)).tolist()
 out["vmap"] = np.asarray(jax.vmap(loss_after_step)(jnp.stack([p0, 2 * p0]))).tolist()
+# one barrier per leaf position (a leaf's update waits for its own gradient only)
+tree2 = {"a": jnp.ones(3), "b": jnp.ones(2)}
+s2 = tx.init(tree2)
+jaxpr = str(jax.make_jaxpr(lambda g, s: tx.update(g, s, tree2))(tree2, s2))
+out["barriers"] = jaxpr.count("optimization_barrier")
+# under a mesh of two devices (the probe compiles outside the caller's mesh)
+mesh = jax.make_mesh((2,), ("x",))
+with jax.set_mesh(mesh):
+    for make in OPTIMIZERS.values():
+        t = make()
+        jax.jit(t.update)(tree2, t.init(tree2), tree2)
+out["mesh"] = "ok"
 print(json.dumps(out))
 """
 
@@ -119,20 +132,28 @@ def run_steps(tx, steps=3):
     return jax.tree.leaves(params)[0], compiled
 
 
+_INSTRUCTION = re.compile(r"\s*(?:ROOT )?%[\w.\-]+ = (.*?) ([\w\-]+)\(")
+_NOT_WORK = ("parameter", "get-tuple-element", "tuple", "bitcast")
+
+
 def loops_over(compiled) -> int:
-    """Fusions (loops) in the compiled step that write an array of the buffer's size."""
+    """Instructions of the compiled step that produce an array of the buffer's size:
+    loops (fusions), copies, and conditionals (Lion's sign bytes are written inside
+    one), whatever their dtype."""
     text = compiled.as_text()
     entry = text[text.find("ENTRY") :]
-    return sum(
-        1
-        for line in entry.splitlines()
-        if " fusion(" in line and f"[{N}]" in line.split(" fusion(")[0]
-    )
+    count = 0
+    for line in entry.splitlines():
+        m = _INSTRUCTION.match(line)
+        if m and f"[{N}]" in m.group(1) and m.group(2) not in _NOT_WORK:
+            count += 1
+    return count
 
 
 @pytest.fixture(scope="module")
 def fused_run():
-    env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {MOF_FLAG}".strip())
+    flags = f"{os.environ.get('XLA_FLAGS', '')} {MOF_FLAG} --xla_force_host_platform_device_count=2"
+    env = dict(os.environ, XLA_FLAGS=flags.strip())
     here = Path(__file__).resolve().parent
     env["PYTHONPATH"] = os.pathsep.join([str(here.parent), str(here)])
     out = subprocess.run(
@@ -148,7 +169,35 @@ def fused_run():
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_one_loop_per_step_with_multi_output_fusion(fused_run, name):
+    """One loop and nothing else over the buffer: no copy, no sign bytes."""
     assert fused_run[name]["loops"] == 1
+
+
+def test_one_barrier_per_leaf_and_updates_under_a_mesh(fused_run):
+    assert fused_run["barriers"] == 2
+    assert fused_run["mesh"] == "ok"
+
+
+_MESH_CHILD = r"""
+import jax, jax.numpy as jnp
+import jaxopt_edu as jo
+tree = {"a": jnp.ones(3), "b": jnp.ones(2)}
+with jax.set_mesh(jax.make_mesh((2,), ("x",))):
+    for tx in (jo.adam(1e-2), jo.lion(1e-3), jo.sgd(0.1, momentum=0.9), jo.rmsprop(1e-2)):
+        jax.jit(tx.update)(tree, tx.init(tree), tree)
+print("ok")
+"""
+
+
+def test_updates_under_a_mesh_without_the_option():
+    """The probe runs on every trace of these optimizers, also without the option: a
+    mesh of two CPU devices around the caller must not make it fail."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", _MESH_CHILD], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
 
 
 @pytest.mark.skipif(_flag_set(), reason="this process fuses siblings")
