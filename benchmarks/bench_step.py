@@ -251,7 +251,8 @@ def nbytes(tree):
 # `--flatten-max-buffer-leaves`); empty: the library's defaults
 FLATTEN_ARGS: dict = {}
 # keyword arguments of flat.ravel in the `ours flat` column (`--flat-max-buffer-leaves`,
-# `--flat-max-leaf`, `--flat-group-by-shape`); empty: ravel's default, one buffer per dtype
+# `--flat-max-leaf`, `--flat-group-by-shape`); empty: ravel's defaults (max_leaf_size
+# "auto": leaves over 65536 elements apart on a CPU)
 FLAT_ARGS: dict = {}
 
 

@@ -173,7 +173,8 @@ def findings_section(cpu: Path, gpu: Path) -> str:
         "`cond`, a loop for the signs and their decoding per large leaf, about 3x optax's "
         "compile time on the GPT tree (still under 2 s). With the whole GPT tree in one "
         "buffer (`ravel(params, max_leaf_size=None)`) the sign bytes "
-        "(42 MB) are what is left above the roofline (1.30x in the previous table): "
+        "(42 MB) are what is left above the roofline (1.30x in this page's table as "
+        "measured at commit 8727acd, before the default changed): "
         "XLA-CPU allocates a step's "
         "temporaries on every call, and glibc maps blocks over 32 MiB fresh each time, "
         "so they are page-faulted every step; with `ravel`'s default on a CPU each large "
@@ -253,8 +254,8 @@ def mof_text(path: Path) -> str:
         "pass), so a value read by several loops is written out. The clipped gradient "
         "of `clip_by_global_norm` is read by the loops of m, v and the parameter: here it "
         "becomes a gradient-sized temporary, allocated and page-faulted afresh each call "
-        "(a plain `g * s` into a new 64 MiB array took 17–20 ms on this CPU, reading the "
-        "same array 3 ms), hence the clip + adamw rows. In a whole training step the "
+        "(writing a new array costs several times reading one on this CPU), hence the "
+        "clip + adamw rows. In a whole training step the "
         "picture differs again (section after next). The option is off by default in "
         "jax 0.10 and 0.11, and the library does not set it.",
         "",
@@ -317,12 +318,10 @@ def mlp_step_section(default: Path, mof: Path) -> str:
                 "their gradients, and the step holds 53 MB of temporaries and copies a "
                 "weight matrix. Optax's hyperparameters are constants, not operands: "
                 "its m and v loops stay one per matrix (only its four parameter updates, "
-                "which share the bias-correction scalars, merge), 21 MB, no copy. In the same process, "
-                "the library's one-loop form was still 5–7% faster than its plain form "
-                "under the option (Adam, clip + AdamW and SGD with momentum, one run of a "
-                "script not kept). So for whole training steps the option does not pay "
-                "for this library yet; the one-loop form only makes sure that, where it is "
-                "on, each step is one loop.",
+                "which share the bias-correction scalars, merge), 21 MB, no copy. So for "
+                "whole training steps the option does not pay for this library yet; the "
+                "one-loop form only makes sure that, where it is on, each step is one "
+                "loop.",
                 "",
             ]
     return "\n".join(lines)
@@ -422,7 +421,8 @@ def elementwise_grouped_text(grouped: Path, main: Path) -> str:
         "small leaves of two shapes the grouped flat steps ran at "
         + ", ".join(cells)
         + " the roofline kernel of their run, the one-buffer ratios coming from the first "
-        "table. For elementwise chains keep `ravel`'s default, one buffer per dtype: two "
+        "table. For elementwise chains keep `ravel`'s default (the small leaves in one "
+        "buffer per dtype): two "
         "buffers are twice the small kernels of one.\n"
     )
 

@@ -1,14 +1,15 @@
-"""Flat parameter layout: one contiguous buffer per dtype, the pytree as a view.
+"""Flat parameter layout: one contiguous buffer per dtype (small leaves), the pytree as a view.
 
 A model's parameters usually come as a pytree of many arrays. An optimizer that
 walks that tree leaf by leaf launches one small loop per leaf and compiles one
 fusion per leaf: fine for a few big leaves, slow for thousands of small ones. Here
 the params (and therefore the gradients and every optimizer moment) live in a
 `FlatTree`: one buffer per dtype (1-D, or the leaf's own shape when a buffer
-holds a single leaf), plus a static `Layout` that records where
+holds a single leaf; on a CPU, by default, each leaf of more than 65536 elements
+is such a buffer), plus a static `Layout` that records where
 each original leaf sits. Every elementwise transformation of the library works
 on it unchanged (a `FlatTree` is a pytree whose leaves are the buffers), so the
-whole Adam step is one fused loop per dtype.
+whole Adam step is a few fused loops, not a few per leaf.
 
 The training loop::
 
@@ -230,7 +231,8 @@ def _check_layout_args(owner: str, max_leaf_size, max_buffer_leaves) -> None:
 
 @jax.tree_util.register_pytree_node_class
 class FlatTree:
-    """A pytree stored as one buffer per dtype (by default), with its `Layout`: 1-D for
+    """A pytree stored as a few buffers (by default one per dtype for the small leaves,
+    and on a CPU one per leaf of more than 65536 elements), with its `Layout`: 1-D for
     several leaves, the leaf's own shape for a buffer of one leaf.
 
     Its pytree leaves are the buffers, so `jax.tree.map`, `jax.grad`, `jit`,
@@ -362,7 +364,11 @@ def ravel(
     PyTorch: `torch.nn.utils.parameters_to_vector` (one dtype only, and a copy
     every call; here you ravel once and keep the flat buffers).
     Pitfall: call it once before training, not inside the step: the point is that
-    params stay flat. On a CPU a loss that reads a large leaf in a matmul through a
+    params stay flat. The layout depends on where the params live ("auto"): a flat
+    state saved on a CPU does not fit params raveled on a GPU, and a state made
+    before the default became "auto" (when every leaf was packed) fits
+    `ravel(params, max_leaf_size=None)`; pass an explicit `max_leaf_size` when a
+    state must move between them. On a CPU a loss that reads a large leaf in a matmul through a
     slice of a shared buffer pays for a copy of it every step (XLA:CPU copies a slice
     before reducing it): on an MLP of four 2048 x 2048 layers a whole Adam training
     step took 1.51x as long with every leaf in one buffer as with the default, which

@@ -670,10 +670,21 @@ def check_match(
             where_ = f"`{name}` has {extra[0] or '<root>'}, which `{ref_name}` lacks"
         else:  # same paths, different node types (e.g. list vs tuple)
             where_ = "same paths but different container types"
+        hint = (
+            f"Pass a `{name}` tree built from the same params the optimizer was initialised with."
+        )
+        if _is_flat(tree) and _is_flat(reference):
+            hint += (
+                " Both are flat layouts, raveled differently: use the same `max_leaf_size`, "
+                "`max_buffer_leaves` and `group_by_shape` in `flat.ravel` for both. "
+                "`ravel`'s default `max_leaf_size` is 'auto' (65536 on a CPU, every leaf "
+                "packed on an accelerator); a state made when it packed every leaf "
+                "matches `flat.ravel(params, max_leaf_size=None)`."
+            )
         raise ValueError(
             f"`{name}` does not match the structure of `{ref_name}`: {where_}.\n"
             f"  {name}: {jax.tree.structure(tree)}\n  {ref_name}: {jax.tree.structure(reference)}\n"
-            f"Pass a `{name}` tree built from the same params the optimizer was initialised with."
+            + hint
         )
     if not shapes:
         return

@@ -280,6 +280,12 @@ def test_ravel_default_keeps_leaves_over_65536_apart_on_a_cpu():
     chex.assert_trees_all_equal(fp.unravel(), tree)
     with pytest.raises(ValueError, match="ravel: `max_leaf_size` must be 'auto', None"):
         flat.ravel(tree, max_leaf_size="big")
+    # a state made with another layout is refused with the way out named
+    tx = jo.adam(0.1)
+    state = tx.init(flat.ravel(tree, max_leaf_size=None))
+    if len(fp.buffers) != 1:
+        with pytest.raises(ValueError, match="max_leaf_size=None"):
+            tx.update(fp, state, fp)
 
 
 def test_ravel_caps_the_leaves_of_a_shared_buffer():
