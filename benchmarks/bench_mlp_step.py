@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from bench_step import build, measure, prepare_jax, use_multi_output_fusion
+from bench_step import build, device_label, measure, prepare_jax
 
 import jaxopt_edu as jo
 from jaxopt_edu import flat
@@ -164,13 +163,7 @@ def main(argv=None):
     bad = [c for c in chains if c not in CHAINS]
     if bad:
         ap.error(f"unknown chains {bad}; from {CHAINS}")
-    extra = ""
-    if args.xla_cpu_multi_output_fusion:
-        use_multi_output_fusion()
-        extra = ", XLA:CPU multi-output fusion on"
-    device = (
-        f"{jax.devices()[0].device_kind} ({jax.default_backend()}, {os.cpu_count()} cores{extra})"
-    )
+    device = device_label(args.xla_cpu_multi_output_fusion)
     rows = run(args.layers, args.width, args.batch, args.repeats, chains)
     n = args.layers * (args.width * args.width + args.width)
     data = {

@@ -455,6 +455,17 @@ def use_multi_output_fusion():
         )
 
 
+def device_label(multi_output_fusion: bool = False) -> str:
+    """The device a run measures, as the results name it; with `multi_output_fusion`,
+    turns XLA:CPU's multi-output fusion on first (before JAX starts its backend)."""
+    extra = ""
+    if multi_output_fusion:
+        use_multi_output_fusion()
+        extra = ", XLA:CPU multi-output fusion on"
+    kind = jax.devices()[0].device_kind
+    return f"{kind} ({jax.default_backend()}, {os.cpu_count()} cores{extra})"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trees", default="gpt,small,matrix")
@@ -528,13 +539,7 @@ def main(argv=None):
     bad = [t for t in trees if t not in TREES] + [c for c in chains if c not in CHAINS]
     if bad:
         ap.error(f"unknown tree/chain {bad}; trees: {sorted(TREES)}, chains: {list(CHAINS)}")
-    extra = ""
-    if args.xla_cpu_multi_output_fusion:
-        use_multi_output_fusion()
-        extra = ", XLA:CPU multi-output fusion on"
-    device = (
-        f"{jax.devices()[0].device_kind} ({jax.default_backend()}, {os.cpu_count()} cores{extra})"
-    )
+    device = device_label(args.xla_cpu_multi_output_fusion)
     name = "step_cpu_mof.json" if args.xla_cpu_multi_output_fusion else "step.json"
     out = Path(args.out or Path(__file__).parent / "results" / name)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -229,6 +229,16 @@ def _check_layout_args(owner: str, max_leaf_size, max_buffer_leaves) -> None:
             )
 
 
+def _check_auto_layout_args(owner: str, max_leaf_size, max_buffer_leaves) -> None:
+    """`_check_layout_args` for a `max_leaf_size` that may also be "auto"."""
+    if isinstance(max_leaf_size, str) and max_leaf_size != "auto":
+        raise ValueError(
+            f"{owner}: `max_leaf_size` must be 'auto', None or an integer >= 0, "
+            f"got {max_leaf_size!r}."
+        )
+    _check_layout_args(owner, None if max_leaf_size == "auto" else max_leaf_size, max_buffer_leaves)
+
+
 @jax.tree_util.register_pytree_node_class
 class FlatTree:
     """A pytree stored as a few buffers (by default one per dtype for the small leaves,
@@ -386,14 +396,7 @@ def ravel(
     keep the default: on a CPU, several small buffers cost more kernels than one.
     Reference: Rajbhandari et al., ZeRO, https://arxiv.org/abs/1910.02054 (flat buffers)
     """
-    if isinstance(max_leaf_size, str) and max_leaf_size != "auto":
-        raise ValueError(
-            f"ravel: `max_leaf_size` must be 'auto', None or an integer >= 0, "
-            f"got {max_leaf_size!r}."
-        )
-    _check_layout_args(
-        "ravel", None if max_leaf_size == "auto" else max_leaf_size, max_buffer_leaves
-    )
+    _check_auto_layout_args("ravel", max_leaf_size, max_buffer_leaves)
     max_leaf_size = _resolve_max_leaf_size(max_leaf_size, tree)
     if not isinstance(group_by_shape, bool | np.bool_):
         raise ValueError(f"ravel: `group_by_shape` must be True or False, got {group_by_shape!r}.")
@@ -541,14 +544,7 @@ def flatten(
     if not hasattr(inner, "init") or not hasattr(inner, "update"):
         raise ValueError(f"flatten: `inner` must be a GradientTransformation, got {inner!r}.")
     inner = with_extra_args_support(inner)
-    if isinstance(max_leaf_size, str) and max_leaf_size != "auto":
-        raise ValueError(
-            f"flatten: `max_leaf_size` must be 'auto', None or an integer >= 0, "
-            f"got {max_leaf_size!r}."
-        )
-    _check_layout_args(
-        "flatten", None if max_leaf_size == "auto" else max_leaf_size, max_buffer_leaves
-    )
+    _check_auto_layout_args("flatten", max_leaf_size, max_buffer_leaves)
     if not isinstance(group_by_shape, bool | np.bool_):
         raise ValueError(
             f"flatten: `group_by_shape` must be True or False, got {group_by_shape!r}."

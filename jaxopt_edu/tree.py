@@ -388,6 +388,11 @@ def recompute_for_update(fn, result: Any, *inputs: Any) -> Any:
     probe says siblings are fused.
     Reference: XLA's `CpuMultiOutputFusion` pass, https://github.com/openxla/xla.
     """
+    if not callable(fn):
+        raise ValueError(
+            f"recompute_for_update: `fn` must be the function that computed `result` from "
+            f"`inputs`, got {fn!r}."
+        )
     if not multi_output_fusion("cpu"):
         return result
 

@@ -44,6 +44,8 @@ def test_default_path_is_the_plain_one():
     g, m = jnp.ones(4), jnp.zeros(4)
     new = m + g
     assert tree.recompute_for_update(lambda a, b: a + b, new, g, m) is new
+    with pytest.raises(ValueError, match="recompute_for_update: `fn` must be the function"):
+        tree.recompute_for_update(new, new, g, m)  # fn forgotten: result passed first
     params = {"w": jnp.ones((8, 8)), "b": jnp.ones(8)}
     for tx in (jo.adam(1e-3), jo.sgd(1e-2, momentum=0.9), jo.rmsprop(1e-3), jo.adagrad(0.1)):
         state = tx.init(params)
@@ -60,21 +62,16 @@ import jax, jax.numpy as jnp, numpy as np
 import jaxopt_edu as jo
 from jaxopt_edu import flat, tree
 sys.path.insert(0, sys.argv[1])
-from test_fusion import OPTIMIZERS, run_steps, loops_over
+from test_fusion import OPTIMIZERS, P0, loss_after_step, run_steps, loops_over
 assert tree.multi_output_fusion("cpu"), "the option did not take"
 out = {}
 for name, make in OPTIMIZERS.items():
     params, compiled = run_steps(make())
     out[name] = {"loops": loops_over(compiled), "params": np.asarray(params).tolist()}
 # the barrier is differentiable and batches: a step under grad and under vmap
+out["grad"] = np.asarray(jax.grad(loss_after_step)(P0)).tolist()
+out["vmap"] = np.asarray(jax.vmap(loss_after_step)(jnp.stack([P0, 2 * P0]))).tolist()
 tx = jo.adam(1e-2)
-p0 = jnp.linspace(-1.0, 1.0, 6)
-def loss_after_step(p):
-    s = tx.init(p)
-    u, _ = tx.update(2 * p, s, p)
-    return jnp.sum(jo.apply_updates(p, u) ** 2)
-out["grad"] = np.asarray(jax.grad(loss_after_step)(p0)).tolist()
-out["vmap"] = np.asarray(jax.vmap(loss_after_step)(jnp.stack([p0, 2 * p0]))).tolist()
 # one barrier per leaf position (a leaf's update waits for its own gradient only)
 tree2 = {"a": jnp.ones(3), "b": jnp.ones(2)}
 s2 = tx.init(tree2)
@@ -111,6 +108,17 @@ OPTIMIZERS = {
     "adagrad": lambda: jo.adagrad(1e-1),
     "lion": lambda: jo.lion(1e-3, weight_decay=0.1),
 }
+
+
+P0 = jnp.linspace(-1.0, 1.0, 6)
+
+
+def loss_after_step(p):
+    """The loss after one Adam step from `p`: differentiated and batched through the
+    step (in the child with the option, and here without it)."""
+    tx = jo.adam(1e-2)
+    u, _ = tx.update(2 * p, tx.init(p), p)
+    return jnp.sum(jo.apply_updates(p, u) ** 2)
 
 
 def run_steps(tx, steps=3):
@@ -216,14 +224,6 @@ def test_same_numbers_as_the_default_path(fused_run, name):
 
 
 def test_grad_and_vmap_through_the_fused_step(fused_run):
-    tx = jo.adam(1e-2)
-    p0 = jnp.linspace(-1.0, 1.0, 6)
-
-    def loss_after_step(p):
-        s = tx.init(p)
-        u, _ = tx.update(2 * p, s, p)
-        return jnp.sum(jo.apply_updates(p, u) ** 2)
-
-    np.testing.assert_allclose(fused_run["grad"], jax.grad(loss_after_step)(p0), rtol=1e-6)
-    both = jax.vmap(loss_after_step)(jnp.stack([p0, 2 * p0]))
+    np.testing.assert_allclose(fused_run["grad"], jax.grad(loss_after_step)(P0), rtol=1e-6)
+    both = jax.vmap(loss_after_step)(jnp.stack([P0, 2 * P0]))
     np.testing.assert_allclose(fused_run["vmap"], both, rtol=1e-6)
