@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxopt_edu as jo
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
@@ -325,6 +327,24 @@ def test_bench_leaf_reductions_smoke_and_docs_section(tmp_path):
     assert d["rows"]["leaves"]["temp_over_reduced"] < 0.01
     text = make_docs.leaf_reductions_section(out)
     assert "| slices of one buffer |" in text and "bench_leaf_reductions.py" in text
+
+
+def test_bench_leaf_totals_smoke_and_docs_section(tmp_path):
+    bench_leaf_totals = pytest.importorskip("bench_leaf_totals")
+    out = tmp_path / "leaf_totals.json"
+    d = bench_leaf_totals.main(["--quick", "--repeats", "2", "--out", str(out)])
+    assert json.loads(out.read_text()) == d
+    assert [r["leaves"] for r in d["rows"]] == [16, 450]
+    for r in d["rows"]:
+        assert r["fenced_equals_unfenced"]
+        assert r["max_rel_diff_optax"] < 1e-5
+        for k in ("ours", "ours_unfenced", "optax"):
+            assert r[k]["compile_s"] > 0 and r[k]["step_s"] > 0
+    # the threshold the bench restores after its unfenced compile
+    assert jo.tree._FENCED_FOLD_MIN_PARTS == d["fenced_from"] < 450
+    text = make_docs.leaf_totals_section(out)
+    assert "## A global norm over many leaves: compile time" in text
+    assert "| 450 |" in text and "| NO |" not in text
 
 
 def test_bench_mlp_step_smoke_and_docs_section(tmp_path, monkeypatch):

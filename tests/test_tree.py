@@ -103,3 +103,104 @@ def test_low_precision_leaves_keep_dtype_and_reduce_in_float32():
 def test_norm_rejects_bad_ord():
     with pytest.raises(ValueError, match="ord"):
         jo.tree.norm({"a": jnp.ones(2)}, ord=3)
+
+
+# ------------------------------------------------ totals over many leaves (fenced fold)
+
+
+def _many_leaves(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        f"l{i:04d}": jnp.asarray(
+            (rng.standard_normal(int(rng.integers(1, 40))) * 10.0 ** rng.uniform(-0.5, 0.5)).astype(
+                np.float32
+            )
+        )
+        for i in range(n)
+    }
+
+
+def _sequential(parts, combine):
+    acc = np.float32(0)
+    for p in parts:
+        acc = combine(acc, np.float32(p))
+    return acc
+
+
+@pytest.mark.parametrize("n", [5, 450])
+def test_norms_fold_the_leaves_in_order_under_jit(n):
+    """From the fence threshold (400) up the fold runs inside a conditional on a CPU:
+    same numbers, same order (sequential float32 fold, as optax's norm), every ord,
+    under jit (ord='inf' failed under jit before: Python's max on tracers)."""
+    import optax
+
+    t = _many_leaves(n)
+    leaves = [np.asarray(x) for x in jax.tree.leaves(t)]
+    sq = _sequential([np.sum(x * x, dtype=np.float32) for x in leaves], np.add)
+    one = _sequential([np.sum(np.abs(x), dtype=np.float32) for x in leaves], np.add)
+    inf = _sequential([np.max(np.abs(x)) for x in leaves], np.maximum)
+    got = jax.jit(lambda t: [jo.tree.norm(t, ord=o) for o in (2, 1, "inf")])(t)
+    assert np.asarray(got[0]) == np.asarray(jax.jit(optax.tree.norm)(t))
+    # XLA's per-leaf reductions may order a leaf's own sum differently from numpy's
+    np.testing.assert_allclose(np.asarray(got[0]) ** 2, sq, rtol=1e-6)
+    np.testing.assert_allclose(got[1], one, rtol=1e-6)
+    assert np.asarray(got[2]) == inf
+    # grads are optax's, bitwise
+    g = jax.jit(jax.grad(jo.tree.norm))(t)
+    g_ref = jax.jit(jax.grad(optax.tree.norm))(t)
+    assert all(np.array_equal(g[k], g_ref[k]) for k in t)
+
+
+def test_fenced_fold_is_the_plain_fold_bitwise(monkeypatch):
+    t = _many_leaves(450, seed=1)
+    flipped = jax.tree.map(jnp.flip, t)
+
+    def results():
+        # fresh functions each time: jit caches a trace by function, and the threshold
+        # is read while tracing
+        fns = {
+            "norm2": lambda t: jo.tree.norm(t),
+            "norm1": lambda t: jo.tree.norm(t, ord=1),
+            "inf": lambda t: jo.tree.norm(t, ord="inf"),
+            "sum": lambda t: jo.tree.sum(t),
+            "vdot": lambda t: jo.tree.vdot(t, flipped),
+        }
+        return {k: np.asarray(jax.jit(f)(t)) for k, f in fns.items()}
+
+    fenced = results()
+    monkeypatch.setattr(jo.tree, "_FENCED_FOLD_MIN_PARTS", 1 << 62)
+    plain = results()
+    assert all(np.array_equal(fenced[k], plain[k]) for k in fenced)
+
+
+def test_fenced_fold_compiles_to_one_conditional_on_cpu_only_above_threshold():
+    big, small = _many_leaves(450), _many_leaves(20)
+    hlo = jax.jit(jo.tree.norm).lower(big).compile().as_text()
+    assert hlo.count(" conditional(") == 1
+    hlo = jax.jit(jo.tree.norm).lower(small).compile().as_text()
+    assert " conditional(" not in hlo
+
+
+@pytest.mark.parametrize("where", [0, 7, 449])
+@pytest.mark.parametrize("ord", [2, 1, "inf"])
+def test_fenced_fold_propagates_nan_from_any_leaf(where, ord):
+    t = _many_leaves(450, seed=2)
+    k = sorted(t)[where]
+    t[k] = t[k].at[0].set(jnp.nan)
+    assert np.isnan(jax.jit(lambda t: jo.tree.norm(t, ord=ord))(t))
+
+
+def test_fenced_fold_under_vmap_and_scan():
+    t = _many_leaves(450, seed=3)
+    batch = jax.tree.map(lambda x: jnp.stack([x, 2 * x, x.at[0].set(jnp.nan)]), t)
+    got = np.asarray(jax.jit(jax.vmap(jo.tree.norm))(batch))
+    ref = np.asarray(jax.jit(jo.tree.norm)(t))
+    # a batched reduction may order a leaf's own sum differently: last-bit tolerance
+    np.testing.assert_allclose(got[:2], [ref, 2 * ref], rtol=1e-6)
+    assert np.isnan(got[2])
+
+    def body(c, x):
+        return c + jo.tree.norm(x), None
+
+    total, _ = jax.jit(lambda b: jax.lax.scan(body, jnp.zeros([]), b))(batch)
+    assert np.isnan(total)
