@@ -13,6 +13,7 @@ whatever holds it (the update's dtype, or the moment's own `mu_dtype`).
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import re
 from typing import Any
 
@@ -190,8 +191,8 @@ def _sum_dtype(tree) -> np.dtype:
 
 # From this many per-leaf scalars up, a total over the leaves is folded inside a
 # conditional on a CPU (see `_fold_leaves`). From `benchmarks/bench_leaf_totals.py`: with
-# 256 leaves the plain fold compiled faster, with 400 both took the same time, with 512
-# the fenced one was faster.
+# 400 leaves the fenced and the plain fold compiled in the same time, with 512 the fenced
+# one was faster.
 _FENCED_FOLD_MIN_PARTS = 400
 
 
@@ -213,15 +214,32 @@ def _fold_leaves(parts: list[jax.Array], combine, init: jax.Array) -> jax.Array:
     additions and, for every per-leaf reduction feeding it, recounts the reductions
     already inside, which makes compile time grow with about the cube of the number
     of leaves (a clip step on 2000 small leaves: 21 s, against 8 s with the fold
-    fenced off; `benchmarks/bench_leaf_totals.py`). The conditional's predicate, `parts[0] == parts[0]`, is false only
-    for a NaN, and then the other branch returns that NaN, which is also what the
-    fold gives. Elsewhere (an accelerator would read the predicate back to the host)
-    the fold is plain.
+    fenced off; `benchmarks/bench_leaf_totals.py`). The conditional's predicate,
+    `parts[0] == parts[0]`, is false only for a NaN, and then the other branch
+    returns that NaN, which is also what the fold gives. Derivatives are those of the
+    plain fold (a custom JVP): differentiating the conditional itself would lose the
+    other leaves' tangents when the first part is NaN, and its transpose would pad
+    each part back to the length of the stacked vector (work and compile time growing
+    with the square of the leaves). Elsewhere (an accelerator would read the
+    predicate back to the host) the fold is plain.
+
+    Pitfall: the gradient of a fold of maxima (`norm(ord="inf")`) still goes through
+    the chain of pairwise maxima, whose compile time on a CPU grows steeply with the
+    leaves (100 leaves: 10 s; 450: 4 minutes).
     """
     init = jnp.asarray(init)
-    if len(parts) < _FENCED_FOLD_MIN_PARTS or not jnp.issubdtype(init.dtype, jnp.floating):
+    if not jnp.issubdtype(init.dtype, jnp.floating):
         return _fold(parts, combine, init)
     parts = [jnp.asarray(x).astype(init.dtype) for x in parts]
+    if len(parts) >= _FENCED_FOLD_MIN_PARTS:
+        return _total(combine, init, parts)
+    return _fold(parts, combine, init)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _total(combine, init, parts):
+    if len(parts) < _FENCED_FOLD_MIN_PARTS:
+        return _fold(parts, combine, init)
 
     def fenced(init, parts):
         stacked = jnp.stack(parts)
@@ -242,6 +260,14 @@ def _fold_leaves(parts: list[jax.Array], combine, init: jax.Array) -> jax.Array:
         return _fold(parts, combine, init)
 
     return jax.lax.platform_dependent(init, parts, cpu=fenced, default=plain)
+
+
+@_total.defjvp
+def _total_jvp(combine, primals, tangents):
+    # the value as `_total` computes it, the tangent as the plain fold's (for a sum it
+    # does not read the values, so the plain chain of values is dropped as dead code)
+    _, tangent = jax.jvp(lambda i, p: _fold(p, combine, i), primals, tangents)
+    return _total(combine, *primals), tangent
 
 
 def sum(tree: chex.ArrayTree) -> jax.Array:  # noqa: A001 - mirrors jnp.sum
