@@ -21,7 +21,6 @@ bytes for the call (over the bytes reduced), and the minor page faults per call
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -31,7 +30,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_step import gpt_tree, make_arrays
+from bench_step import gpt_tree, make_arrays, write_result
 
 from jaxopt_edu import flat
 
@@ -127,10 +126,7 @@ def main(argv=None) -> dict:
         "quick": args.quick,
         "rows": rows,
     }
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1))
-    return out
+    return write_result(args.out, out)
 
 
 if __name__ == "__main__":

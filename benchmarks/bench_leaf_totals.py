@@ -30,14 +30,13 @@ Output: one line per leaf count and a JSON file that `make_docs.py` turns into a
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
-from bench_step import device_label, make_arrays, small_leaves_tree
+from bench_step import device_label, make_arrays, small_leaves_tree, write_result
 
 import jaxopt_edu as jo
 from jaxopt_edu import tree as jo_tree
@@ -148,10 +147,7 @@ def main(argv=None) -> dict:
         "quick": args.quick,
         "rows": rows,
     }
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1))
-    return out
+    return write_result(args.out, out)
 
 
 if __name__ == "__main__":

@@ -455,6 +455,14 @@ def use_multi_output_fusion():
         )
 
 
+def write_result(path, out: dict) -> dict:
+    """Write a benchmark's result as indented JSON (making its folder); returns `out`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    return out
+
+
 def device_label(multi_output_fusion: bool = False) -> str:
     """The device a run measures, as the results name it; with `multi_output_fusion`,
     turns XLA:CPU's multi-output fusion on first (before JAX starts its backend)."""

@@ -271,7 +271,16 @@ def _total_jvp(combine, primals, tangents):
 
 
 def sum(tree: chex.ArrayTree) -> jax.Array:  # noqa: A001 - mirrors jnp.sum
-    """$\\sum$ of every element of every leaf, in at least float32."""
+    """$\\sum$ of every element of every leaf, in at least float32.
+
+    Each leaf is summed, then the per-leaf sums are added one leaf after the other in
+    the tree's leaf order (on a CPU, with many leaves, apart from the rest of the
+    step: the tree page's "Totals over many leaves").
+
+    PyTorch: `sum(t.sum() for t in tensors)`.
+    Pitfall: a complex tree gives a complex sum.
+    Reference: optax's `optax.tree.sum`.
+    """
     leaves = jax.tree.leaves(tree)
     dt = jnp.float32
     for x in leaves:
@@ -280,7 +289,14 @@ def sum(tree: chex.ArrayTree) -> jax.Array:  # noqa: A001 - mirrors jnp.sum
 
 
 def vdot(a: chex.ArrayTree, b: chex.ArrayTree) -> jax.Array:
-    """Inner product of two trees: $\\sum_i \\langle a_i, b_i\\rangle$ (conjugating `a`)."""
+    """Inner product of two trees: $\\sum_i \\langle a_i, b_i\\rangle$ (conjugating `a`).
+
+    One inner product per pair of leaves, added in the tree's leaf order as `sum` does.
+
+    PyTorch: `sum(torch.vdot(x.flatten(), y.flatten()) for x, y in zip(a, b))`.
+    Pitfall: `a` is the conjugated side, as in `jnp.vdot`.
+    Reference: optax's `optax.tree.vdot`.
+    """
     dt = promote(jnp.float32, *(compute_dtype(x) for x in jax.tree.leaves((a, b))))
     pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
     return _fold_leaves(
