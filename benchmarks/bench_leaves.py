@@ -4,7 +4,8 @@
 
 Leaves alternate between shapes (64,) and (16, 16), as in design.md's measurement.
 Ours (pytree and flat layouts, and `flatten(tx)`), optax and, when installed, torch.optim AdamW
-(fused and foreach, with foreach global-norm clipping) run in the same process.
+(fused and foreach, with foreach global-norm clipping) run in the same process, the JAX
+competitors compiled in rounds with the order rotated (`bench_step.measure_rotated`).
 Writes `benchmarks/results/leaves.json` and the plot `docs/img/leaves.png`.
 """
 

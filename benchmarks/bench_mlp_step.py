@@ -9,7 +9,8 @@ it reads it through `FlatTree.unravel()`, a slice of a shared buffer: XLA:CPU co
 slice before a reduction reads it (a matmul is one), into a temporary allocated, and
 page-faulted, afresh each step; the gradient is concatenated back into a buffer. This
 script measures what that costs, every variant in the same process (compiled one after
-the other, then timed taking turns, in a new random order each round):
+the other, then timed taking turns, in a new random order each round; the whole
+repeated with the order of compilation rotated, `bench_step.measure_rotated`):
 
 - `optax`: optax on the pytree; `ours_pytree`: jaxopt_edu on it;
 - `ours_flat`: `flat.ravel(params)` with its default (on a CPU, leaves over 65536
@@ -26,6 +27,7 @@ rows, mean squared error against fixed targets. Output: one line per variant and
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -33,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from bench_step import build, device_label, measure, prepare_jax
+from bench_step import build, device_label, measure_rotated, prepare_jax
 
 import jaxopt_edu as jo
 from jaxopt_edu import flat
@@ -97,13 +99,15 @@ def run(layers, width, batch, repeats, chains=CHAINS):
     loss = make_loss(layers, width, batch)
     rows = []
     for chain in chains:
-        runners = {}
-        for name in VARIANTS:
+
+        def make(name, chain=chain):
             step, p, s = variant(name, chain, params, loss)
             promotion = "standard" if name == "optax" else jax.config.jax_numpy_dtype_promotion
             with jax.numpy_dtype_promotion(promotion):
-                runners[name] = prepare_jax(step, p, jnp.zeros(()), s)
-        res = measure(runners, repeats)
+                return prepare_jax(step, p, jnp.zeros(()), s)
+
+        makers = {name: functools.partial(make, name) for name in VARIANTS}
+        res = measure_rotated(makers, repeats)
         row = {"chain": chain} | {
             k: {"step_s": v["step_s"], "compile_s": v["compile_s"]} for k, v in res.items()
         }

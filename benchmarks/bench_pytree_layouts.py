@@ -16,20 +16,22 @@ concatenation of the gradients and the per-leaf slices of the update it needs:
 
 All three are written by hand here (same arithmetic, same traffic per parameter) so
 only the layout differs. Output: one line per (tree, variant): step time (median of
-donated steps, variants taking turns) and compile time; the same in
+donated steps, variants taking turns, prepared in
+rotated orders: `bench_step.measure_rotated`) and compile time; the same in
 `benchmarks/results/pytree_layouts.json`, which `make_docs.py` turns into a table.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_step import TREES, make_arrays, measure, prepare_jax
+from bench_step import TREES, make_arrays, measure_rotated, prepare_jax
 
 
 def _concat(tree):
@@ -90,6 +92,7 @@ def main(argv=None):
     ap.add_argument("--trees", default="gpt,small")
     ap.add_argument("--leaves", type=int, default=0, help="keep only the first N leaves")
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--order-rounds", type=int, default=None, help="see bench_step.measure_rotated")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "pytree_layouts.json"))
     args = ap.parse_args(argv)
     rows = []
@@ -99,15 +102,17 @@ def main(argv=None):
             shapes = dict(list(shapes.items())[: args.leaves])
         n = sum(int(np.prod(s)) for s in shapes.values())
         g = make_arrays(shapes, 1)
-        runners = {}
-        for name, fn in VARIANTS.items():
+
+        def make(name, fn, shapes=shapes, n=n, g=g):
             p = make_arrays(shapes, 0)
             if name == "per_leaf":
                 s = (jax.tree.map(jnp.zeros_like, p), jax.tree.map(jnp.zeros_like, p))
             else:
                 s = (jnp.zeros(n, jnp.float32), jnp.zeros(n, jnp.float32))
-            runners[name] = prepare_jax(fn, p, g, s + (jnp.zeros([], jnp.int32),))
-        res = measure(runners, args.repeats)
+            return prepare_jax(fn, p, g, s + (jnp.zeros([], jnp.int32),))
+
+        makers = {name: functools.partial(make, name, fn) for name, fn in VARIANTS.items()}
+        res = measure_rotated(makers, args.repeats, args.order_rounds)
         rows.append({"tree": tree, "leaves": len(shapes), "params": n, **res})
         for name, r in res.items():
             print(

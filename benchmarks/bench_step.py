@@ -18,6 +18,7 @@ AdamW/SGD run too when torch is installed. Results go to
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -212,7 +213,7 @@ def prepare_jax(step, params, grads, state):
     return {"run": run_once, "compile_s": compile_s, "peak_bytes": peak_bytes(compiled)}
 
 
-def measure(runners, repeats, seed=0):
+def measure(runners, repeats, seed=0, keep_samples=False):
     """Median step time of each runner, the runners taking turns in a new random order
     every round (seeded, so a run can be repeated).
 
@@ -234,7 +235,68 @@ def measure(runners, repeats, seed=0):
     for k, r in runners.items():
         out[k] = {key: val for key, val in r.items() if key != "run"}
         out[k]["step_s"] = statistics.median(times[k])
+        if keep_samples:
+            out[k]["step_samples"] = times[k]
     return out
+
+
+# how many times `measure_rotated` prepares every competitor, each time in an order
+# rotated by one (`--order-rounds`); None: as many rounds as competitors
+ORDER_ROUNDS: int | None = None
+
+
+def measure_rotated(makers, repeats, rounds=None, seed=0):
+    """Prepare every competitor (`makers[name]()` compiles it and returns a runner), time
+    them taking turns (`measure`), free them; `rounds` times, the order of preparation
+    rotated by one each round, so that every competitor is prepared first, second, ...
+    equally often (with `rounds` = the number of competitors: once in each position).
+
+    Why: in one process, an executable compiled after others can run slower than the
+    same program compiled first, where the step is bound by the host's per-array work
+    (thousands of small leaves). Three identical optax Adam steps on the 2000-leaf tree,
+    their arrays made first and then compiled one after the other, ran at 24.3, 28.8 and
+    31.8 ms; compiled in the reverse order, at 26.3, 29.8 and 32.8 ms (the first
+    compiled fastest both times). The order in which the arrays were made did not
+    matter, and on the GPT tree and the matrix identical steps ran within 1% whatever
+    the order. A fixed order of preparation thus hands the first competitor an edge
+    of 10-20% there; rotating spreads it evenly.
+
+    Returns each competitor's `measure` entry with `step_s` the median of all rounds'
+    samples (about `repeats` of them: `ceil(repeats / rounds)` per round),
+    `step_s_rounds` each round's median in the order of the rounds, `compile_s` the
+    fastest of its compiles and `order_rounds` the number of rounds."""
+    names = list(makers)
+    rounds = len(names) if rounds is None else int(rounds)
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
+    per_round = max(1, -(-repeats // rounds))
+    samples = {k: [] for k in names}
+    medians = {k: [] for k in names}
+    compiles = {k: [] for k in names}
+    first = {}
+    for r in range(rounds):
+        shift = r % len(names)
+        order = names[shift:] + names[:shift]
+        runners = {k: makers[k]() for k in order}
+        res = measure(runners, per_round, seed=seed + r, keep_samples=True)
+        del runners
+        for k in order:
+            samples[k] += res[k].pop("step_samples")
+            medians[k].append(res[k]["step_s"])
+            compiles[k].append(res[k]["compile_s"])
+            first.setdefault(k, res[k])
+        del res
+        gc.collect()  # free this round's executables and arrays before the next one
+    return {
+        k: first[k]
+        | {
+            "step_s": statistics.median(samples[k]),
+            "step_s_rounds": medians[k],
+            "compile_s": min(compiles[k]),
+            "order_rounds": rounds,
+        }
+        for k in names
+    }
 
 
 def time_jax(step, params, grads, state, repeats):
@@ -321,18 +383,20 @@ def have_torch():
 
 
 def bench_row(chain, shapes, repeats, with_torch=True):
-    """Every competitor on one (tree, chain), prepared first, then timed taking turns."""
+    """Every competitor on one (tree, chain), prepared, then timed taking turns; the JAX
+    competitors in rounds with the order of preparation rotated (`measure_rotated`)."""
     import optax
 
-    runners = {"roofline": prepare_roofline(chain, shapes)} if chain in ROOFLINE_CHAINS else {}
-    runners |= {
-        "ours_flat": prepare_lib(jo, chain, shapes, "flat"),
-        "ours_pytree": prepare_lib(jo, chain, shapes, "pytree"),
-        "ours_flatten": prepare_lib(jo, chain, shapes, "flatten"),
-        "optax": prepare_lib(optax, chain, shapes),
+    makers = (
+        {"roofline": lambda: prepare_roofline(chain, shapes)} if chain in ROOFLINE_CHAINS else {}
+    )
+    makers |= {
+        "ours_flat": lambda: prepare_lib(jo, chain, shapes, "flat"),
+        "ours_pytree": lambda: prepare_lib(jo, chain, shapes, "pytree"),
+        "ours_flatten": lambda: prepare_lib(jo, chain, shapes, "flatten"),
+        "optax": lambda: prepare_lib(optax, chain, shapes),
     }
-    out = measure(runners, repeats)
-    del runners
+    out = measure_rotated(makers, repeats, ORDER_ROUNDS)
     if with_torch and have_torch() and chain in TORCH_CHAINS:
         # timed apart from JAX: torch's OpenMP threads keep spinning after a step and
         # would slow whichever JAX program ran next
@@ -482,6 +546,13 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="smaller trees, a smoke run")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument(
+        "--order-rounds",
+        type=int,
+        default=None,
+        help="prepare the JAX competitors this many times, the order rotated each round "
+        "(default: as many rounds as competitors; see measure_rotated)",
+    )
+    ap.add_argument(
         "--flatten-max-leaf",
         default=None,
         help="max_leaf_size of the `ours flatten` column: an int, 'none' or 'auto' "
@@ -525,6 +596,8 @@ def main(argv=None):
         help="keep the rows already in --out (measured on the same device) and add these",
     )
     args = ap.parse_args(argv)
+    global ORDER_ROUNDS
+    ORDER_ROUNDS = args.order_rounds
     FLATTEN_ARGS.clear()
     FLAT_ARGS.clear()
     if args.flat_max_buffer_leaves is not None:

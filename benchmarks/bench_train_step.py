@@ -9,7 +9,8 @@ loss and its gradient, and in the flat layout the loss reads the leaves through
 linearly with the number of slices taken from one buffer, so how many leaves share
 a buffer (`max_buffer_leaves`) decides the compile time of the whole step. This
 script measures it, every variant in the same process (compiled one after the
-other, then timed taking turns):
+other, then timed taking turns; in rounds with the order of compilation rotated,
+`bench_step.measure_rotated`):
 
 - `model_sgd`: the loss's gradient and a plain `p - lr * g` update on the pytree,
   no optimizer state: what the model alone costs to compile;
@@ -28,6 +29,7 @@ into a table.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 from pathlib import Path
@@ -36,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from bench_step import TREES, make_arrays, measure, prepare_jax
+from bench_step import TREES, make_arrays, measure_rotated, prepare_jax
 
 import jaxopt_edu as jo
 from jaxopt_edu import flat
@@ -90,17 +92,21 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--leaves", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=21)
+    ap.add_argument("--order-rounds", type=int, default=None, help="see bench_step.measure_rotated")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_step.json"))
     args = ap.parse_args(argv)
     shapes = TREES["small"](args.leaves)
     params = make_arrays(shapes, 0)
     x = jnp.asarray(0.5, jnp.float32)
-    runners = {}
-    for name, (step, p, s) in variants(params).items():
+
+    def make(name):
+        step, p, s = variants(params)[name]
         p = jax.tree.map(jnp.copy, p)  # each variant donates its own copy
         with jax.numpy_dtype_promotion("standard"):  # optax is not clean under strict
-            runners[name] = prepare_jax(step, p, x, s)
-    res = measure(runners, args.repeats)
+            return prepare_jax(step, p, x, s)
+
+    makers = {name: functools.partial(make, name) for name in variants(params)}
+    res = measure_rotated(makers, args.repeats, args.order_rounds)
     base = res["optax"]
     for name, r in res.items():
         print(
@@ -115,6 +121,7 @@ def main(argv=None):
         "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()}, "
         f"{os.cpu_count()} cores)",
         "jax": jax.__version__,
+        "order_rounds": res["optax"]["order_rounds"],
         "results": {
             k: {"compile_s": v["compile_s"], "step_s": v["step_s"]} for k, v in res.items()
         },

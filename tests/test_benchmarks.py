@@ -2,6 +2,8 @@
 
 import json
 import sys
+import time
+import weakref
 from pathlib import Path
 
 import chex
@@ -75,6 +77,38 @@ def test_measure_takes_turns():
     bench_step.measure(runners, 30)
     assert ["".join(order[i : i + 3]) for i in range(0, 90, 3)] == rounds  # seeded
     assert set(res) == set("abc") and all(r["step_s"] >= 0 for r in res.values())
+
+
+def test_measure_rotated_prepares_every_competitor_in_every_position():
+    prepared, live, live_before = [], set(), []
+
+    def maker(k):
+        def make():
+            live_before.append(len(live))
+            prepared.append(k)
+            live.add(k)
+            t = {"a": 0.010, "b": 0.020, "c": 0.030}[k]
+            runner = {"run": lambda: time.sleep(t), "compile_s": 10.0 - len(prepared)}
+            weakref.finalize(runner["run"], live.discard, k)
+            return runner
+
+        return make
+
+    res = bench_step.measure_rotated({k: maker(k) for k in "abc"}, 6)
+    rounds = ["".join(prepared[i : i + 3]) for i in range(0, 9, 3)]
+    assert rounds == ["abc", "bca", "cab"]  # each first, second and third once
+    assert live_before == [0, 1, 2] * 3  # a round's runners are freed before the next
+    for k, t in zip("abc", (0.010, 0.020, 0.030), strict=True):
+        assert res[k]["order_rounds"] == 3 and len(res[k]["step_s_rounds"]) == 3
+        assert t <= res[k]["step_s"] < t + 0.008  # the median of the pooled samples
+    # compile_s: the fastest of each one's three compiles (here: its last)
+    assert {k: res[k]["compile_s"] for k in "abc"} == {"a": 2.0, "b": 1.0, "c": 3.0}
+    for k in "abc":
+        assert "run" not in res[k] and "step_samples" not in res[k]
+    assert len(bench_step.measure_rotated({k: maker(k) for k in "ab"}, 4, rounds=1)) == 2
+    assert "".join(prepared[9:]) == "ab"
+    with pytest.raises(ValueError, match="rounds must be at least 1"):
+        bench_step.measure_rotated({"a": maker("a")}, 4, rounds=0)
 
 
 @pytest.mark.parametrize("chain", bench_step.ROOFLINE_CHAINS)
@@ -347,6 +381,39 @@ def test_bench_leaf_totals_smoke_and_docs_section(tmp_path):
     assert "| 450 |" in text and "| NO |" not in text
 
 
+def test_bench_compile_order_smoke_and_docs_section(tmp_path, monkeypatch):
+    """Both orders run, each copy compiled once, positions listed first compiled first;
+    the page's section is written from the JSON."""
+    bench_compile_order = pytest.importorskip("bench_compile_order")
+    compiled = []
+    prepare = bench_compile_order.prepare_jax
+
+    def spy(step, params, grads, state):
+        compiled.append(id(params))
+        return prepare(step, params, grads, state)
+
+    monkeypatch.setattr(bench_compile_order, "prepare_jax", spy)
+    out = tmp_path / "compile_order.json"
+    argv = ["--trees", "matrix", "--quick", "--copies", "3", "--repeats", "2"]
+    rows = bench_compile_order.main(argv + ["--out", str(out)])
+    d = json.loads(out.read_text())
+    assert d["rows"] == rows and [r["order"] for r in rows] == ["forward", "reverse"]
+    assert len(compiled) == 6 and len(set(compiled[:3])) == 3
+    for r in rows:
+        assert r["leaves"] == 1 and len(r["step_s_by_position"]) == 3
+        assert all(t > 0 for t in r["step_s_by_position"])
+    step = tmp_path / "step.json"
+    row = {"tree": "small", "ours_pytree": {"step_s": 1.1}, "optax": {"step_s": 1.0}}
+    step.write_text(json.dumps({"rows": [row, row | {"tree": "gpt"}]}))
+    text = make_docs.compile_order_section(out, step)
+    assert "measured fairly it is 1.10x" in text
+    assert "## The order of compilation" in text and text.count("| matrix (1 leaves) |") == 2
+    with pytest.raises(SystemExit):
+        bench_compile_order.main(["--copies", "1", "--out", str(out)])
+    with pytest.raises(SystemExit):
+        bench_compile_order.main(["--trees", "nope", "--out", str(out)])
+
+
 def test_bench_mlp_step_smoke_and_docs_section(tmp_path, monkeypatch):
     """Every variant runs, each in the layout its name says (the default keeps the
     512 x 512 matrices apart on a CPU, `one_buffer` packs them), and the page's section
@@ -400,3 +467,19 @@ def test_bench_step_multi_output_fusion_refuses_a_started_backend(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "")
     with pytest.raises(SystemExit, match="multi-output fusion is not on"):
         bench_step.use_multi_output_fusion()
+
+
+def test_make_docs_says_how_each_row_was_compiled():
+    rotated = {"tree": "small", "chain": "adam", "optax": {"order_rounds": 5}}
+    once = {"tree": "gpt", "chain": "adafactor", "optax": {"step_s": 1.0}}
+    line = make_docs.order_line([rotated])
+    assert line.startswith("All rows: the JAX competitors compiled in 5 rounds")
+    assert "compiled once" not in line
+    line = make_docs.order_line([rotated, once])
+    assert (
+        "Rows not listed below" in line and "gpt adafactor: each competitor compiled once" in line
+    )
+    line = make_docs.order_line([once])
+    assert line.startswith("All rows: each competitor compiled once") and "rounds" not in line
+    assert "in 3 rounds" in make_docs.rounds_sentence(3, "X")
+    assert "once each" in make_docs.rounds_sentence(1, "X")
