@@ -1,6 +1,6 @@
 """Does the order of compilation change how fast a step runs? One program compiled k times.
 
-    python benchmarks/bench_compile_order.py                      # small and matrix trees
+    python benchmarks/bench_compile_order.py             # small, GPT and matrix trees
     python benchmarks/bench_compile_order.py --trees small --copies 3 --repeats 25
 
 `bench_step.py` compiles several competitors in one process and times them taking
@@ -8,8 +8,9 @@ turns. That is fair only if a program runs as fast whichever was compiled first.
 This script tests it with k copies of one program, optax's Adam step on a tree of
 `bench_step.py`: the arrays of every copy are made first, then the copies are
 compiled one after the other and timed taking turns (`bench_step.measure`); then the
-same with fresh arrays and the copies compiled in the reverse order. Any difference
-between the copies is then due to the order of compilation alone.
+same with fresh arrays and the copies compiled in the reverse order. A difference
+between the copies then comes from the order of compilation (with the warm-up step
+that follows each compile), not from the order in which the arrays were made.
 
 Output: one line per (tree, order) with each copy's median step time, by position of
 compilation, and `benchmarks/results/compile_order.json`, which `make_docs.py`
@@ -56,7 +57,7 @@ def copies_by_position(shapes, copies, repeats, reverse, seed=0):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trees", default="small,matrix")
+    ap.add_argument("--trees", default="small,gpt,matrix")
     ap.add_argument("--copies", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=25)
     ap.add_argument("--quick", action="store_true", help="a quarter of each tree")

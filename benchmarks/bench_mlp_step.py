@@ -94,7 +94,7 @@ def variant(name, chain, params, loss):
     return step, p, state
 
 
-def run(layers, width, batch, repeats, chains=CHAINS):
+def run(layers, width, batch, repeats, chains=CHAINS, order_rounds=None):
     params = mlp_params(layers, width)
     loss = make_loss(layers, width, batch)
     rows = []
@@ -107,7 +107,7 @@ def run(layers, width, batch, repeats, chains=CHAINS):
                 return prepare_jax(step, p, jnp.zeros(()), s)
 
         makers = {name: functools.partial(make, name) for name in VARIANTS}
-        res = measure_rotated(makers, repeats)
+        res = measure_rotated(makers, repeats, order_rounds)
         row = {"chain": chain} | {
             k: {"step_s": v["step_s"], "compile_s": v["compile_s"]} for k, v in res.items()
         }
@@ -161,6 +161,7 @@ def main(argv=None):
         action="store_true",
         help="start XLA:CPU with its multi-output fusion on, for every variant",
     )
+    ap.add_argument("--order-rounds", type=int, default=None, help="see bench_step.measure_rotated")
     ap.add_argument("--out", default=None, help="default: results/mlp_step.json")
     args = ap.parse_args(argv)
     chains = [c for c in args.chains.split(",") if c]
@@ -168,7 +169,7 @@ def main(argv=None):
     if bad:
         ap.error(f"unknown chains {bad}; from {CHAINS}")
     device = device_label(args.xla_cpu_multi_output_fusion)
-    rows = run(args.layers, args.width, args.batch, args.repeats, chains)
+    rows = run(args.layers, args.width, args.batch, args.repeats, chains, args.order_rounds)
     n = args.layers * (args.width * args.width + args.width)
     data = {
         "device": device,
@@ -177,6 +178,7 @@ def main(argv=None):
         "width": args.width,
         "batch": args.batch,
         "params": n,
+        "order_rounds": args.order_rounds or len(VARIANTS),
         "rows": rows,
     }
     name = "mlp_step_cpu_mof.json" if args.xla_cpu_multi_output_fusion else "mlp_step.json"

@@ -198,8 +198,17 @@ def peak_bytes(compiled):
 
 
 def prepare_jax(step, params, grads, state):
-    """Compile (timed) and warm up a donated step; returns a runner for `measure`."""
-    fn = jax.jit(step, donate_argnums=(0, 2))
+    """Compile (timed) and warm up a donated step; returns a runner for `measure`.
+
+    The step is jitted through a new function each call: jax caches a compiled program
+    by the Python function it was jitted from, so a second `jax.jit(step)` of a living
+    `step` would hand back the first executable instead of compiling (a compile time of
+    ~0, and the same program in every round of `measure_rotated`)."""
+
+    def fresh(p, g, s):
+        return step(p, g, s)
+
+    fn = jax.jit(fresh, donate_argnums=(0, 2))
     t0 = time.perf_counter()
     compiled = fn.lower(params, grads, state).compile()
     compile_s = time.perf_counter() - t0
@@ -248,18 +257,19 @@ ORDER_ROUNDS: int | None = None
 def measure_rotated(makers, repeats, rounds=None, seed=0):
     """Prepare every competitor (`makers[name]()` compiles it and returns a runner), time
     them taking turns (`measure`), free them; `rounds` times, the order of preparation
-    rotated by one each round, so that every competitor is prepared first, second, ...
-    equally often (with `rounds` = the number of competitors: once in each position).
+    rotated by one each round. `rounds` is 1 (a fixed order) or a multiple of the number
+    of competitors (default: that number), so that each competitor is prepared first,
+    second, ... equally often.
 
     Why: in one process, an executable compiled after others can run slower than the
     same program compiled first, where the step is bound by the host's per-array work
     (thousands of small leaves). Three identical optax Adam steps on the 2000-leaf tree,
-    their arrays made first and then compiled one after the other, ran at 24.3, 28.8 and
-    31.8 ms; compiled in the reverse order, at 26.3, 29.8 and 32.8 ms (the first
-    compiled fastest both times). The order in which the arrays were made did not
-    matter, and on the GPT tree and the matrix identical steps ran within 1% whatever
-    the order. A fixed order of preparation thus hands the first competitor an edge
-    of 10-20% there; rotating spreads it evenly.
+    their arrays made first and then compiled one after the other, ran at 28.2, 33.3 and
+    35.7 ms; compiled in the reverse order, at 28.5, 31.6 and 32.3 ms (by position of
+    compilation; `bench_compile_order.py`, `results/compile_order.json`). On the GPT
+    tree and the matrix the copies differed without a trend in the position. A fixed
+    order of preparation thus hands the first competitor an edge of 10-25% on many small
+    leaves; rotating spreads it evenly.
 
     Returns each competitor's `measure` entry with `step_s` the median of all rounds'
     samples (about `repeats` of them: `ceil(repeats / rounds)` per round),
@@ -267,8 +277,11 @@ def measure_rotated(makers, repeats, rounds=None, seed=0):
     fastest of its compiles and `order_rounds` the number of rounds."""
     names = list(makers)
     rounds = len(names) if rounds is None else int(rounds)
-    if rounds < 1:
-        raise ValueError(f"rounds must be at least 1, got {rounds}")
+    if rounds != 1 and (rounds < 1 or rounds % len(names)):
+        raise ValueError(
+            f"rounds must be 1 or a multiple of the {len(names)} competitors (so that each "
+            f"is prepared in each position equally often), got {rounds}"
+        )
     per_round = max(1, -(-repeats // rounds))
     samples = {k: [] for k in names}
     medians = {k: [] for k in names}
@@ -549,8 +562,8 @@ def main(argv=None):
         "--order-rounds",
         type=int,
         default=None,
-        help="prepare the JAX competitors this many times, the order rotated each round "
-        "(default: as many rounds as competitors; see measure_rotated)",
+        help="prepare the JAX competitors this many times, the order rotated each round: 1 "
+        "or a multiple of their number (default: their number; see measure_rotated)",
     )
     ap.add_argument(
         "--flatten-max-leaf",

@@ -27,10 +27,11 @@ INTRO = """# Benchmarks
 
 Measured by the scripts in `benchmarks/`, every competitor in the same process, so
 the ratios hold even on a shared, noisy machine; absolute times do not carry over
-between runs or machines. The competitors are compiled in several rounds, the order of
-compilation rotated each round, because on many small leaves a program compiled later
-in a process runs slower (see "The order of compilation" below). Regenerate this page
-with `python benchmarks/make_docs.py`.
+between runs or machines. By default the scripts compile the competitors in several
+rounds, the order of compilation rotated each round, because on many small leaves a
+program compiled later in a process runs slower (see "The order of compilation"
+below); each table says how its rows were compiled. Regenerate this page with
+`python benchmarks/make_docs.py`.
 
 **Roofline.** For each case a jitted kernel does the same arithmetic on ONE flat
 buffer, with the same memory traffic as the optimizer step (Adam: read p, g, m, v;
@@ -57,7 +58,8 @@ def rounds_sentence(rounds: int, what: str) -> str:
     if rounds > 1:
         return (
             f"{what} compiled in {rounds} rounds, the order rotated so that each was compiled "
-            "first once (step: median over the rounds; compile: the fastest)."
+            "in each position equally often (step: median over the rounds; compile: the "
+            "fastest)."
         )
     return (
         f"{what} compiled once each, in a fixed order (on many small leaves that favours the "
@@ -75,8 +77,8 @@ def order_line(rows) -> str:
         n = "/".join(str(k) for k in rotated)
         parts.append(
             f"{'All rows' if not once else 'Rows not listed below'}: the JAX competitors "
-            f"compiled in {n} rounds, the order rotated so that each was compiled first once "
-            "(step: median over the rounds; compile: the fastest)."
+            f"compiled in {n} rounds, the order rotated so that each was compiled in each "
+            "position equally often (step: median over the rounds; compile: the fastest)."
         )
     if once:
         cases = ", ".join(f"{r['tree']} {r['chain']}" for r in once)
@@ -316,6 +318,8 @@ def mlp_step_section(default: Path, mof: Path) -> str:
         "",
         mlp_markdown(d),
         "",
+        rounds_sentence(d.get("order_rounds", 1), "The variants of each chain"),
+        "",
     ]
     rows = {r["chain"]: r for r in d["rows"]}
 
@@ -345,6 +349,8 @@ def mlp_step_section(default: Path, mof: Path) -> str:
             "The same, in a process started with XLA:CPU's multi-output fusion on:",
             "",
             mlp_markdown(m),
+            "",
+            rounds_sentence(m.get("order_rounds", 1), "The variants of each chain"),
             "",
         ]
         if "adam" in mrows:
@@ -498,16 +504,21 @@ def compile_order_section(path: Path, step: Path) -> str:
         "it was, and the later ones slower. On the GPT tree and the matrix, bound by memory "
         "traffic, the differences show no trend with the position; they are the noise of "
         "this machine at those sizes, and on the GPT tree also a difference between one set "
-        "of arrays and another (the two orders used fresh arrays). The step tables on this "
-        "page therefore prepare the competitors of a row in as many rounds as there are "
-        "competitors, the order rotated by one each round, so that each is compiled first "
-        "once (`bench_step.measure_rotated`); a step time is the median over all rounds, a "
-        "compile time the fastest of them. Before this, `bench_step.py` compiled ours before "
-        "optax's in every row: on the small-leaf tree that had put our pytree column at "
-        "0.89-0.97x optax's step time (sgd with momentum, adam, clip + adamw, lion); "
-        f"measured fairly it is {_ratios(small, 'ours_pytree', 'optax')} (first table).",
-        "",
+        "of arrays and another (the two orders used fresh arrays). So `bench_step.py` and "
+        "the other scripts prepare the competitors of a row in as many rounds as there are "
+        "competitors by default, the order rotated by one each round, so that each is "
+        "compiled first once (`bench_step.measure_rotated`); a step time is the median over "
+        "all rounds, a compile time the fastest of them. Before this, `bench_step.py` "
+        "compiled ours before optax's in every row: on the small-leaf tree that had put our "
+        "pytree column at 0.89-0.97x optax's step time (sgd with momentum, adam, clip + "
+        "adamw, lion).",
     ]
+    if small and all(r["optax"].get("order_rounds", 1) > 1 for r in small):
+        lines[-1] += (
+            " Compiled in rotated orders it is "
+            f"{_ratios(small, 'ours_pytree', 'optax')} (first table)."
+        )
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -548,7 +559,9 @@ def leaf_totals_section(path: Path) -> str:
         "number of leaves. Folded inside a `jax.lax.cond` (predicate: the first sum is not "
         "NaN), the chain is compiled apart and the per-leaf reductions are never offered "
         "to it; the additions are the same, in the same order, and the parameters come out "
-        "bitwise equal. Step times stay within this machine's noise. Optax's clip "
+        "bitwise equal. The step times are a side note here: they come from the last round's "
+        "executables, compiled in one order, and on many leaves carry the effect described "
+        'in "The order of compilation". Optax\'s clip '
         "rescales as $(g / \\|g\\|) \\cdot c$ where ours computes "
         "$g \\cdot (c / \\|g\\|)$: the parameters differ from optax's by at most "
         f"{worst:.1e} of a leaf's largest magnitude.",
