@@ -662,9 +662,11 @@ def layouts_section(path: Path) -> str:
     lines += [
         "",
         "Fewer arrays crossing the `jit` boundary speed up the step on many small leaves, "
-        "but the per-leaf slices of the update compile much more slowly than per-leaf "
-        "elementwise kernels, and on large leaves the concatenation of the gradients costs "
-        "more than the whole per-leaf update on this CPU. Pytree mode therefore keeps "
+        "but the per-leaf slices of the update compile more slowly than per-leaf "
+        "elementwise kernels (flat_state / per_leaf compile time: "
+        f"{_ratios(d['rows'], 'flat_state', 'per_leaf', 'compile_s')}), and on large leaves "
+        "the concatenation of the gradients costs more than the whole per-leaf update on "
+        "this CPU. Pytree mode therefore keeps "
         "optax's layout by default, and `jaxopt_edu.flatten(tx)` is the opt-in flat state: "
         "it pays off on an accelerator and on trees of many small leaves (see the ranges "
         "above).",
