@@ -31,6 +31,7 @@ import functools
 import json
 from pathlib import Path
 
+import bench_step
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -179,6 +180,7 @@ def main(argv=None):
         "batch": args.batch,
         "params": n,
         "order_rounds": args.order_rounds or len(VARIANTS),
+        "settle_steps": bench_step.SETTLE_STEPS,
         "rows": rows,
     }
     name = "mlp_step_cpu_mof.json" if args.xla_cpu_multi_output_fusion else "mlp_step.json"

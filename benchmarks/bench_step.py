@@ -222,7 +222,11 @@ def prepare_jax(step, params, grads, state):
     return {"run": run_once, "compile_s": compile_s, "peak_bytes": peak_bytes(compiled)}
 
 
-def measure(runners, repeats, seed=0, keep_samples=False):
+# untimed steps a runner takes right before each of its timed steps (`--settle-steps`)
+SETTLE_STEPS = 1
+
+
+def measure(runners, repeats, seed=0, keep_samples=False, settle_steps=None):
     """Median step time of each runner, the runners taking turns in a new random order
     every round (seeded, so a run can be repeated).
 
@@ -230,20 +234,37 @@ def measure(runners, repeats, seed=0, keep_samples=False):
     of charging them to whichever happened to run then, so the ratios are stable. The
     order is shuffled because a fixed rotation always runs the same competitor right
     after the same other one: on the 2000-leaf tree the roofline kernel always followed
-    optax's 45 ms step and read 1.5x slower than the same arithmetic run elsewhere."""
+    optax's 45 ms step and read 1.5x slower than the same arithmetic run elsewhere.
+
+    Each timed step comes right after `settle_steps` untimed steps of the same runner
+    (default `SETTLE_STEPS`, 1), as a step of a training loop follows the previous one.
+    Without them a step pays for the state the previous competitor left the process
+    in: after a 2000-leaf step has freed its thousands of small buffers, the next
+    allocation of a few hundred bytes makes glibc's malloc merge those chunks first
+    (about 0.2 ms on this CPU, measured as the first `jax.tree.flatten` of 16 leaves
+    after optax's step: 223 us against 15 us for 8 leaves). A 0.3 ms flat step paid it
+    whole: flat Adam read 1.22x the roofline kernel on that tree and 0.95x with one
+    settling step, while pytree / optax stayed at 0.99 (`bench_settle.py`)."""
+    settle = SETTLE_STEPS if settle_steps is None else int(settle_steps)
+    if settle < 0:
+        raise ValueError(f"settle_steps must be >= 0, got {settle}")
     names = list(runners)
     rng = np.random.default_rng(seed)
     times = {k: [] for k in names}
     for _ in range(repeats):
         for i in rng.permutation(len(names)):
             k = names[i]
+            run = runners[k]["run"]
+            for _ in range(settle):
+                run()
             t0 = time.perf_counter()
-            runners[k]["run"]()
+            run()
             times[k].append(time.perf_counter() - t0)
     out = {}
     for k, r in runners.items():
         out[k] = {key: val for key, val in r.items() if key != "run"}
         out[k]["step_s"] = statistics.median(times[k])
+        out[k]["settle_steps"] = settle
         if keep_samples:
             out[k]["step_samples"] = times[k]
     return out
@@ -254,7 +275,7 @@ def measure(runners, repeats, seed=0, keep_samples=False):
 ORDER_ROUNDS: int | None = None
 
 
-def measure_rotated(makers, repeats, rounds=None, seed=0):
+def measure_rotated(makers, repeats, rounds=None, seed=0, settle_steps=None):
     """Prepare every competitor (`makers[name]()` compiles it and returns a runner), time
     them taking turns (`measure`), free them; `rounds` times, the order of preparation
     rotated by one each round. `rounds` is 1 (a fixed order) or a multiple of the number
@@ -274,7 +295,8 @@ def measure_rotated(makers, repeats, rounds=None, seed=0):
     Returns each competitor's `measure` entry with `step_s` the median of all rounds'
     samples (about `repeats` of them: `ceil(repeats / rounds)` per round),
     `step_s_rounds` each round's median in the order of the rounds, `compile_s` the
-    fastest of its compiles and `order_rounds` the number of rounds."""
+    fastest of its compiles, `order_rounds` the number of rounds and `settle_steps` the
+    untimed steps before each timed one (`measure`)."""
     names = list(makers)
     rounds = len(names) if rounds is None else int(rounds)
     if rounds != 1 and (rounds < 1 or rounds % len(names)):
@@ -291,7 +313,7 @@ def measure_rotated(makers, repeats, rounds=None, seed=0):
         shift = r % len(names)
         order = names[shift:] + names[:shift]
         runners = {k: makers[k]() for k in order}
-        res = measure(runners, per_round, seed=seed + r, keep_samples=True)
+        res = measure(runners, per_round, seed + r, keep_samples=True, settle_steps=settle_steps)
         del runners
         for k in order:
             samples[k] += res[k].pop("step_samples")
@@ -566,6 +588,13 @@ def main(argv=None):
         "or a multiple of their number (default: their number; see measure_rotated)",
     )
     ap.add_argument(
+        "--settle-steps",
+        type=int,
+        default=1,
+        help="untimed steps of a competitor right before each of its timed steps (default "
+        "1; 0 times each step right after another competitor's: see measure)",
+    )
+    ap.add_argument(
         "--flatten-max-leaf",
         default=None,
         help="max_leaf_size of the `ours flatten` column: an int, 'none' or 'auto' "
@@ -609,8 +638,11 @@ def main(argv=None):
         help="keep the rows already in --out (measured on the same device) and add these",
     )
     args = ap.parse_args(argv)
-    global ORDER_ROUNDS
+    global ORDER_ROUNDS, SETTLE_STEPS
     ORDER_ROUNDS = args.order_rounds
+    if args.settle_steps < 0:
+        ap.error(f"--settle-steps must be >= 0, got {args.settle_steps}")
+    SETTLE_STEPS = args.settle_steps
     FLATTEN_ARGS.clear()
     FLAT_ARGS.clear()
     if args.flat_max_buffer_leaves is not None:

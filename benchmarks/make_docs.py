@@ -53,23 +53,41 @@ training-step measurements below) or grouped leaves by shape.
 """
 
 
-def rounds_sentence(rounds: int, what: str) -> str:
-    """How `what` were compiled: in rotated rounds (`bench_step.measure_rotated`) or once."""
+def settle_sentence(settle) -> str:
+    """What each timed step came right after: `settle` untimed steps of its own (the
+    `settle_steps` a result records) or, for results measured before it was recorded,
+    another competitor's step."""
+    if settle is None:
+        return (
+            "Each timed step came right after another competitor's step (measured before "
+            "the settling steps; on many small leaves a fast step then pays for the heap the "
+            'step before it left: see "A step right after another competitor\'s").'
+        )
+    if settle == 0:
+        return "Each timed step came right after another competitor's step (`--settle-steps 0`)."
+    steps = "an untimed step" if settle == 1 else f"{settle} untimed steps"
+    return f"Each timed step came right after {steps} of the same program."
+
+
+def rounds_sentence(rounds: int, what: str, settle=None) -> str:
+    """How `what` were compiled (in rotated rounds, `bench_step.measure_rotated`, or once)
+    and timed (`settle_sentence`)."""
     if rounds > 1:
         return (
             f"{what} compiled in {rounds} rounds, the order rotated so that each was compiled "
             "in each position equally often (step: median over the rounds; compile: the "
-            "fastest)."
+            f"fastest). {settle_sentence(settle)}"
         )
     return (
         f"{what} compiled once each, in a fixed order (on many small leaves that favours the "
-        'earlier ones: see "The order of compilation").'
+        f'earlier ones: see "The order of compilation"). {settle_sentence(settle)}'
     )
 
 
 def order_line(rows) -> str:
     """How the rows' competitors were compiled: in rotated rounds (`measure_rotated`,
-    which records `order_rounds`) or once each, in a fixed order (rows measured before)."""
+    which records `order_rounds`) or once each, in a fixed order (rows measured before);
+    and what each timed step came right after (`settle_sentence`)."""
     once = [r for r in rows if r.get("optax", {}).get("order_rounds", 1) == 1]
     rotated = sorted({r["optax"]["order_rounds"] for r in rows if r not in once and "optax" in r})
     parts = []
@@ -87,6 +105,15 @@ def order_line(rows) -> str:
             "order roofline, ours (flat, pytree, flatten), optax; on many small leaves that "
             'favours the earlier ones (see "The order of compilation").'
         )
+    settles = {}
+    for r in rows:
+        settles.setdefault(r.get("optax", {}).get("settle_steps"), []).append(r)
+    for settle, group in sorted(settles.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
+        text = settle_sentence(settle)
+        if len(settles) > 1:
+            cases = ", ".join(f"{r['tree']} {r['chain']}" for r in group)
+            text = f"{cases}: {text[0].lower()}{text[1:]}"
+        parts.append(text)
     return " ".join(parts)
 
 
@@ -318,7 +345,9 @@ def mlp_step_section(default: Path, mof: Path) -> str:
         "",
         mlp_markdown(d),
         "",
-        rounds_sentence(d.get("order_rounds", 1), "The variants of each chain"),
+        rounds_sentence(
+            d.get("order_rounds", 1), "The variants of each chain", d.get("settle_steps")
+        ),
         "",
     ]
     rows = {r["chain"]: r for r in d["rows"]}
@@ -350,7 +379,9 @@ def mlp_step_section(default: Path, mof: Path) -> str:
             "",
             mlp_markdown(m),
             "",
-            rounds_sentence(m.get("order_rounds", 1), "The variants of each chain"),
+            rounds_sentence(
+                m.get("order_rounds", 1), "The variants of each chain", m.get("settle_steps")
+            ),
             "",
         ]
         if "adam" in mrows:
@@ -522,6 +553,71 @@ def compile_order_section(path: Path, step: Path) -> str:
     return "\n".join(lines)
 
 
+SETTLE_NAMES = ("roofline", "ours_flat", "ours_pytree", "ours_flatten", "optax")
+
+
+def settle_section(path: Path) -> str:
+    d = json.loads(path.read_text())
+    rows = d["rows"]
+    lines = [
+        "## A step right after another competitor's",
+        "",
+        f"`python benchmarks/{d['command']}` on {d['device']}: the JAX competitors of a row "
+        "of the step table, measured twice in one process, both times in rotated orders: "
+        "each timed step right after another competitor's step (`settle_steps=0`, how every "
+        "table was measured before), then right after an untimed step of the same program "
+        "(`settle_steps=1`). Median step time, and in parentheses its ratio to the roofline "
+        "kernel of the same setting.",
+        "",
+        "| tree | chain | settling steps | "
+        + " | ".join(n.replace("_", " ") for n in SETTLE_NAMES)
+        + " | ours pytree / optax |",
+        "|---|---|---|" + "---|" * (len(SETTLE_NAMES) + 1),
+    ]
+    for r in rows:
+        for settle in (0, 1):
+            res = r[f"settle_{settle}"]
+            roof = res.get("roofline", {}).get("step_s")
+
+            def cell(k, res=res, roof=roof):
+                if k not in res:
+                    return "—"
+                ms = f"{res[k]['step_s'] * 1e3:.3f} ms"
+                return f"{ms} ({res[k]['step_s'] / roof:.2f}x)" if roof else ms
+
+            lines.append(
+                f"| {r['tree']} ({r['leaves']} leaves) | {r['chain']} | {settle} | "
+                + " | ".join(cell(k) for k in SETTLE_NAMES)
+                + f" | {res['ours_pytree']['step_s'] / res['optax']['step_s']:.2f} |"
+            )
+    ff = d.get("first_flatten", {})
+    if ff:
+        lines += [
+            "",
+            "The mechanism, timed by the same command: right after each of optax's Adam steps "
+            "on that tree, the first `jax.tree.flatten` of a tuple of k arrays, then a second "
+            "one (median microseconds):",
+            "",
+            "| k arrays | first flatten | second flatten |",
+            "|---|---|---|",
+        ]
+        for k, v in ff.items():
+            lines.append(f"| {k} | {v['first_us']:.1f} | {v['second_us']:.1f} |")
+    lines += [
+        "",
+        "A 2000-leaf step frees thousands of small buffers. The next call that allocates a "
+        "few hundred bytes (a pytree of more than a handful of leaves is enough) makes "
+        "glibc's malloc merge those freed chunks first, and whichever step runs next pays "
+        "for it: a fraction of a millisecond, nothing beside optax's step, but most of a "
+        "flat step on that tree. In a training loop a step follows its own previous step, "
+        "so the tables now time each step right after an untimed step of its own "
+        "(`bench_step.measure`, `--settle-steps`, default 1); each table says how its rows "
+        "were measured.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def leaf_totals_section(path: Path) -> str:
     d = json.loads(path.read_text())
     rows = d["rows"]
@@ -673,8 +769,15 @@ def layouts_section(path: Path) -> str:
         "",
     ]
     if d["rows"]:
-        rounds = d["rows"][0]["per_leaf"].get("order_rounds", 1)
-        lines[-2:-2] = [rounds_sentence(rounds, "The three layouts of each tree"), ""]
+        first = d["rows"][0]["per_leaf"]
+        lines[-2:-2] = [
+            rounds_sentence(
+                first.get("order_rounds", 1),
+                "The three layouts of each tree",
+                first.get("settle_steps"),
+            ),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -705,7 +808,7 @@ def train_step_section(path: Path, where: str = "") -> str:
         "| variant | layout | compile s | compile / optax | step ms | step / optax |",
         "|---|---|---|---|---|---|",
     ]
-    order = rounds_sentence(d.get("order_rounds", 1), "The variants")
+    order = rounds_sentence(d.get("order_rounds", 1), "The variants", d.get("settle_steps"))
     for k, r in res.items():
         lines.append(
             f"| {k} | {TRAIN_STEP_LABELS.get(k, k)} | {r['compile_s']:.2f} "
@@ -738,8 +841,15 @@ def leaves_section(path: Path) -> str:
             f"| {cell('ours_flatten')} | {cell('optax')} "
             f"| {cell('torch_fused')} | {cell('torch_foreach')} |"
         )
-    rounds = rows[0]["optax"].get("order_rounds", 1) if rows else 1
-    lines += ["", rounds_sentence(rounds, "The JAX competitors of each row")]
+    first = rows[0]["optax"] if rows else {}
+    lines += [
+        "",
+        rounds_sentence(
+            first.get("order_rounds", 1),
+            "The JAX competitors of each row",
+            first.get("settle_steps"),
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -800,6 +910,8 @@ def main(argv=None):
     parts.append(findings_section(results / "step.json", results / "step_gpu.json"))
     if (results / "compile_order.json").exists():
         parts.append(compile_order_section(results / "compile_order.json", results / "step.json"))
+    if (results / "settle.json").exists():
+        parts.append(settle_section(results / "settle.json"))
     if (results / "step_cpu_mof.json").exists():
         parts.append(
             step_section(

@@ -69,13 +69,16 @@ def test_ours_and_optax_run_the_same_chain(chain):
 def test_measure_takes_turns():
     order = []
     runners = {k: {"run": lambda k=k: order.append(k), "compile_s": 0.0} for k in "abc"}
-    res = bench_step.measure(runners, 30)
+    res = bench_step.measure(runners, 30, settle_steps=0)
     rounds = ["".join(order[i : i + 3]) for i in range(0, 90, 3)]
     assert all(sorted(r) == list("abc") for r in rounds)  # each runs once per round
     assert len(set(rounds)) > 3  # in changing orders: "a" does not always follow "c"
     order.clear()
-    bench_step.measure(runners, 30)
+    bench_step.measure(runners, 30, settle_steps=0)
     assert ["".join(order[i : i + 3]) for i in range(0, 90, 3)] == rounds  # seeded
+    order.clear()
+    bench_step.measure(runners, 30, settle_steps=1)  # the same turns, each step twice
+    assert "".join(order) == "".join(k + k for k in "".join(rounds))
     assert set(res) == set("abc") and all(r["step_s"] >= 0 for r in res.values())
 
 
@@ -523,3 +526,73 @@ def test_make_docs_says_how_each_row_was_compiled():
     assert line.startswith("All rows: each competitor compiled once") and "rounds" not in line
     assert "in 3 rounds" in make_docs.rounds_sentence(3, "X")
     assert "once each" in make_docs.rounds_sentence(1, "X")
+
+
+def test_measure_times_a_step_right_after_its_own_settling_steps():
+    """A runner that pays for the mess another one left (as a step pays for the chunks a
+    2000-leaf step freed) reads slow without a settling step and fast with one."""
+    mess = [False]
+    calls = {"clean": 0, "messy": 0}
+
+    def clean():  # pays 20 ms if the other runner ran last
+        calls["clean"] += 1
+        if mess[0]:
+            time.sleep(0.02)
+        mess[0] = False
+
+    def messy():
+        calls["messy"] += 1
+        mess[0] = True
+
+    runners = {k: {"run": f, "compile_s": 0.0} for k, f in (("clean", clean), ("messy", messy))}
+    plain = bench_step.measure(runners, 8, settle_steps=0, keep_samples=True)
+    assert calls == {"clean": 8, "messy": 8}
+    assert max(plain["clean"]["step_samples"]) >= 0.02  # it ran right after "messy"
+    settled = bench_step.measure(runners, 8, settle_steps=1, keep_samples=True)
+    assert calls == {"clean": 24, "messy": 24}  # one untimed step before each timed one
+    assert max(settled["clean"]["step_samples"]) < 0.01
+    assert plain["clean"]["settle_steps"] == 0 and settled["messy"]["settle_steps"] == 1
+    assert bench_step.measure(runners, 2)["clean"]["settle_steps"] == bench_step.SETTLE_STEPS
+    with pytest.raises(ValueError, match="settle_steps must be >= 0"):
+        bench_step.measure(runners, 2, settle_steps=-1)
+    res = bench_step.measure_rotated(
+        {k: (lambda r=r: r) for k, r in runners.items()}, 4, settle_steps=0
+    )
+    assert {r["settle_steps"] for r in res.values()} == {0}
+
+
+def test_bench_settle_smoke_and_docs_section(tmp_path):
+    bench_settle = pytest.importorskip("bench_settle")
+    out = tmp_path / "settle.json"
+    argv = ["--leaves", "6", "--repeats", "2", "--flatten-sizes", "2,20", "--out", str(out)]
+    data = bench_settle.main(argv)
+    assert json.loads(out.read_text()) == data
+    (row,) = data["rows"]
+    assert (row["tree"], row["leaves"], row["chain"]) == ("small", 6, "adam")
+    for settle in (0, 1):
+        res = row[f"settle_{settle}"]
+        assert set(res) == set(make_docs.SETTLE_NAMES)
+        assert all(r["settle_steps"] == settle and r["step_s"] > 0 for r in res.values())
+    assert set(data["first_flatten"]) == {"2", "20"}
+    text = make_docs.settle_section(out)
+    assert "## A step right after another competitor's" in text
+    assert text.count("| small (6 leaves) | adam |") == 2 and "| 20 |" in text
+    r0 = row["settle_0"]
+    ratio = r0["ours_flat"]["step_s"] / r0["roofline"]["step_s"]
+    assert f"({ratio:.2f}x)" in text  # the ratio is computed from the data
+    with pytest.raises(SystemExit):
+        bench_settle.main(["--tree", "gpt", "--leaves", "6", "--out", str(out)])
+
+
+def test_make_docs_says_what_each_timed_step_came_after():
+    settled = {"tree": "small", "chain": "adam", "optax": {"order_rounds": 5, "settle_steps": 1}}
+    before = {"tree": "gpt", "chain": "adafactor", "optax": {"order_rounds": 5}}
+    line = make_docs.order_line([settled])
+    assert "right after an untimed step of the same program" in line
+    assert "another competitor" not in line
+    line = make_docs.order_line([settled, before])
+    assert "small adam: each timed step came right after an untimed step" in line
+    assert "gpt adafactor: each timed step came right after another competitor's" in line
+    assert "another competitor's" in make_docs.rounds_sentence(3, "X")
+    assert "2 untimed steps" in make_docs.rounds_sentence(3, "X", 2)
+    assert "--settle-steps 0" in make_docs.rounds_sentence(1, "X", 0)

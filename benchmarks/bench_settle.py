@@ -1,0 +1,128 @@
+"""Does a step pay for the competitor that ran before it? Timed with and without a settling step.
+
+    python benchmarks/bench_settle.py                      # adam on the 2000-leaf tree
+    python benchmarks/bench_settle.py --chains adam,lion --repeats 21
+
+`bench_step.measure` times competitors taking turns. On the 2000-leaf tree optax's
+step (about 30 ms) frees thousands of small buffers, and a 0.3 ms flat step timed
+right after it may pay for some of that work. This script measures the JAX
+competitors of a `bench_step.py` row (roofline, ours flat, pytree and flatten, optax)
+twice in one process, with `settle_steps=0` (each timed step right after another
+competitor's) and with `settle_steps=1` (right after an untimed step of its own), in
+rotated orders (`bench_step.measure_rotated`), the two settings alternating chain by
+chain.
+
+It also times the mechanism found behind it: after each of optax's steps, the first
+`jax.tree.flatten` of a tuple of k arrays, then a second one, for a few k. The first
+call of a size that makes Python's C code allocate more than a few hundred bytes
+meets glibc's malloc merging the chunks the step freed.
+
+Output: one line per (chain, setting) and per k, and
+`benchmarks/results/settle.json`, which `make_docs.py` turns into a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import optax
+from bench_step import (
+    ROOFLINE_CHAINS,
+    TREES,
+    measure_rotated,
+    prepare_lib,
+    prepare_roofline,
+    write_result,
+)
+
+import jaxopt_edu as jo
+
+
+def makers(chain, shapes):
+    out = {"roofline": lambda: prepare_roofline(chain, shapes)} if chain in ROOFLINE_CHAINS else {}
+    return out | {
+        "ours_flat": lambda: prepare_lib(jo, chain, shapes, "flat"),
+        "ours_pytree": lambda: prepare_lib(jo, chain, shapes, "pytree"),
+        "ours_flatten": lambda: prepare_lib(jo, chain, shapes, "flatten"),
+        "optax": lambda: prepare_lib(optax, chain, shapes),
+    }
+
+
+def first_flatten_us(shapes, sizes, repeats):
+    """Median microseconds of the first and the second `jax.tree.flatten` of a tuple of k
+    arrays right after a step of optax's Adam on `shapes`, for each k in `sizes`."""
+    runner = prepare_lib(optax, "adam", shapes)
+    x = jnp.zeros(4)
+    out = {}
+    for k in sizes:
+        tup = (x,) * k
+        first, second = [], []
+        for _ in range(repeats):
+            runner["run"]()
+            t0 = time.perf_counter()
+            jax.tree.flatten(tup)
+            t1 = time.perf_counter()
+            jax.tree.flatten(tup)
+            t2 = time.perf_counter()
+            first.append(t1 - t0)
+            second.append(t2 - t1)
+        out[str(k)] = {
+            "first_us": statistics.median(first) * 1e6,
+            "second_us": statistics.median(second) * 1e6,
+        }
+    del runner
+    gc.collect()
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tree", default="small", choices=sorted(TREES))
+    ap.add_argument("--leaves", type=int, default=None, help="leaves of the small tree (2000)")
+    ap.add_argument("--chains", default="adam")
+    ap.add_argument("--repeats", type=int, default=21)
+    ap.add_argument("--flatten-sizes", default="4,8,16,64")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "settle.json"))
+    args = ap.parse_args(argv)
+    if args.leaves is not None and (args.tree != "small" or args.leaves < 1):
+        ap.error("--leaves takes a positive number, and only with --tree small")
+    shapes = TREES[args.tree](args.leaves) if args.leaves else TREES[args.tree]()
+    chains = [c for c in args.chains.split(",") if c]
+    rows = []
+    for chain in chains:
+        row = {"tree": args.tree, "leaves": len(shapes), "chain": chain}
+        for settle in (0, 1):
+            res = measure_rotated(makers(chain, shapes), args.repeats, settle_steps=settle)
+            row[f"settle_{settle}"] = res
+            cells = " ".join(f"{k} {v['step_s'] * 1e3:.3f} ms" for k, v in res.items())
+            print(f"{args.tree} {chain} settle_steps={settle}: {cells}", flush=True)
+        rows.append(row)
+    sizes = [int(k) for k in args.flatten_sizes.split(",") if k]
+    flat_us = first_flatten_us(shapes, sizes, args.repeats)
+    for k, v in flat_us.items():
+        print(
+            f"tree.flatten of {k} arrays after optax's step: first {v['first_us']:.1f} us, "
+            f"second {v['second_us']:.1f} us"
+        )
+    out = {
+        "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()}, {os.cpu_count()} cores)",
+        "command": "bench_settle.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "rows": rows,
+        "first_flatten": flat_us,
+    }
+    write_result(Path(args.out), out)
+    print(json.dumps({"written": args.out}))
+    return out
+
+
+if __name__ == "__main__":
+    main()
