@@ -77,6 +77,7 @@ def main(argv=None):
     device = f"{jax.devices()[0].device_kind} ({jax.default_backend()}, {os.cpu_count()} cores)"
     data = {"device": device, "jax": jax.__version__, "n": args.n, "repeats": args.repeats}
     data["step_s"] = {k: r["step_s"] for k, r in res.items()}
+    data["settle_steps"] = next(iter(res.values()))["settle_steps"]
     out.write_text(json.dumps(data, indent=1))
     return res
 

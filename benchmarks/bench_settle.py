@@ -9,8 +9,8 @@ right after it may pay for some of that work. This script measures the JAX
 competitors of a `bench_step.py` row (roofline, ours flat, pytree and flatten, optax)
 twice in one process, with `settle_steps=0` (each timed step right after another
 competitor's) and with `settle_steps=1` (right after an untimed step of its own), in
-rotated orders (`bench_step.measure_rotated`), the two settings alternating chain by
-chain.
+rotated orders (`bench_step.measure_rotated`); which setting goes first alternates
+chain by chain.
 
 It also times the mechanism found behind it: after each of optax's steps, the first
 `jax.tree.flatten` of a tuple of k arrays, then a second one, for a few k. The first
@@ -35,26 +35,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import optax
-from bench_step import (
-    ROOFLINE_CHAINS,
-    TREES,
-    measure_rotated,
-    prepare_lib,
-    prepare_roofline,
-    write_result,
-)
-
-import jaxopt_edu as jo
-
-
-def makers(chain, shapes):
-    out = {"roofline": lambda: prepare_roofline(chain, shapes)} if chain in ROOFLINE_CHAINS else {}
-    return out | {
-        "ours_flat": lambda: prepare_lib(jo, chain, shapes, "flat"),
-        "ours_pytree": lambda: prepare_lib(jo, chain, shapes, "pytree"),
-        "ours_flatten": lambda: prepare_lib(jo, chain, shapes, "flatten"),
-        "optax": lambda: prepare_lib(optax, chain, shapes),
-    }
+from bench_step import TREES, jax_makers, measure_rotated, prepare_lib, write_result
 
 
 def first_flatten_us(shapes, sizes, repeats):
@@ -90,18 +71,26 @@ def main(argv=None):
     ap.add_argument("--leaves", type=int, default=None, help="leaves of the small tree (2000)")
     ap.add_argument("--chains", default="adam")
     ap.add_argument("--repeats", type=int, default=21)
+    ap.add_argument("--order-rounds", type=int, default=None, help="see measure_rotated")
     ap.add_argument("--flatten-sizes", default="4,8,16,64")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "settle.json"))
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(argv)
+    command = [  # as the page shows it: without where this run wrote its file
+        a
+        for i, a in enumerate(argv)
+        if a != "--out" and not a.startswith("--out=") and argv[i - 1 : i] != ["--out"]
+    ]
     if args.leaves is not None and (args.tree != "small" or args.leaves < 1):
         ap.error("--leaves takes a positive number, and only with --tree small")
     shapes = TREES[args.tree](args.leaves) if args.leaves else TREES[args.tree]()
     chains = [c for c in args.chains.split(",") if c]
     rows = []
-    for chain in chains:
+    for i, chain in enumerate(chains):
         row = {"tree": args.tree, "leaves": len(shapes), "chain": chain}
-        for settle in (0, 1):
-            res = measure_rotated(makers(chain, shapes), args.repeats, settle_steps=settle)
+        for settle in (0, 1) if i % 2 == 0 else (1, 0):  # which goes first alternates
+            makers = jax_makers(chain, shapes)
+            res = measure_rotated(makers, args.repeats, args.order_rounds, settle_steps=settle)
             row[f"settle_{settle}"] = res
             cells = " ".join(f"{k} {v['step_s'] * 1e3:.3f} ms" for k, v in res.items())
             print(f"{args.tree} {chain} settle_steps={settle}: {cells}", flush=True)
@@ -115,7 +104,7 @@ def main(argv=None):
         )
     out = {
         "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()}, {os.cpu_count()} cores)",
-        "command": "bench_settle.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": " ".join(["bench_settle.py", *command]),
         "rows": rows,
         "first_flatten": flat_us,
     }

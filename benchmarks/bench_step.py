@@ -223,7 +223,8 @@ def prepare_jax(step, params, grads, state):
 
 
 # untimed steps a runner takes right before each of its timed steps (`--settle-steps`)
-SETTLE_STEPS = 1
+DEFAULT_SETTLE_STEPS = 1
+SETTLE_STEPS = DEFAULT_SETTLE_STEPS
 
 
 def measure(runners, repeats, seed=0, keep_samples=False, settle_steps=None):
@@ -417,21 +418,26 @@ def have_torch():
     return True
 
 
-def bench_row(chain, shapes, repeats, with_torch=True):
-    """Every competitor on one (tree, chain), prepared, then timed taking turns; the JAX
-    competitors in rounds with the order of preparation rotated (`measure_rotated`)."""
+def jax_makers(chain, shapes):
+    """name -> maker of each JAX competitor of a row (roofline where the chain has one,
+    ours flat, pytree and flatten, optax), for `measure_rotated`."""
     import optax
 
     makers = (
         {"roofline": lambda: prepare_roofline(chain, shapes)} if chain in ROOFLINE_CHAINS else {}
     )
-    makers |= {
+    return makers | {
         "ours_flat": lambda: prepare_lib(jo, chain, shapes, "flat"),
         "ours_pytree": lambda: prepare_lib(jo, chain, shapes, "pytree"),
         "ours_flatten": lambda: prepare_lib(jo, chain, shapes, "flatten"),
         "optax": lambda: prepare_lib(optax, chain, shapes),
     }
-    out = measure_rotated(makers, repeats, ORDER_ROUNDS)
+
+
+def bench_row(chain, shapes, repeats, with_torch=True):
+    """Every competitor on one (tree, chain), prepared, then timed taking turns; the JAX
+    competitors in rounds with the order of preparation rotated (`measure_rotated`)."""
+    out = measure_rotated(jax_makers(chain, shapes), repeats, ORDER_ROUNDS)
     if with_torch and have_torch() and chain in TORCH_CHAINS:
         # timed apart from JAX: torch's OpenMP threads keep spinning after a step and
         # would slow whichever JAX program ran next
@@ -574,6 +580,7 @@ def device_label(multi_output_fusion: bool = False) -> str:
 
 
 def main(argv=None):
+    global ORDER_ROUNDS, SETTLE_STEPS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trees", default="gpt,small,matrix")
     ap.add_argument("--chains", default=",".join(DEFAULT_CHAINS), help=f"from {CHAINS}")
@@ -590,7 +597,7 @@ def main(argv=None):
     ap.add_argument(
         "--settle-steps",
         type=int,
-        default=1,
+        default=DEFAULT_SETTLE_STEPS,
         help="untimed steps of a competitor right before each of its timed steps (default "
         "1; 0 times each step right after another competitor's: see measure)",
     )
@@ -638,7 +645,6 @@ def main(argv=None):
         help="keep the rows already in --out (measured on the same device) and add these",
     )
     args = ap.parse_args(argv)
-    global ORDER_ROUNDS, SETTLE_STEPS
     ORDER_ROUNDS = args.order_rounds
     if args.settle_steps < 0:
         ap.error(f"--settle-steps must be >= 0, got {args.settle_steps}")

@@ -54,19 +54,23 @@ training-step measurements below) or grouped leaves by shape.
 
 
 def settle_sentence(settle) -> str:
-    """What each timed step came right after: `settle` untimed steps of its own (the
-    `settle_steps` a result records) or, for results measured before it was recorded,
-    another competitor's step."""
+    """What each JAX competitor's timed step came right after: `settle` untimed steps of
+    its own (the `settle_steps` a result records) or, for results measured before it was
+    recorded, usually another competitor's step (torch is timed on its own)."""
     if settle is None:
         return (
-            "Each timed step came right after another competitor's step (measured before "
-            "the settling steps; on many small leaves a fast step then pays for the heap the "
-            'step before it left: see "A step right after another competitor\'s").'
+            "Each JAX competitor's timed step usually came right after another competitor's "
+            "step (measured before the settling steps; on many small leaves a fast step then "
+            'pays for what the step before it left: see "A step right after another '
+            "competitor's\")."
         )
     if settle == 0:
-        return "Each timed step came right after another competitor's step (`--settle-steps 0`)."
+        return (
+            "Each JAX competitor's timed step usually came right after another competitor's "
+            "step (`--settle-steps 0`)."
+        )
     steps = "an untimed step" if settle == 1 else f"{settle} untimed steps"
-    return f"Each timed step came right after {steps} of the same program."
+    return f"Each JAX competitor's timed step came right after {steps} of the same program."
 
 
 def rounds_sentence(rounds: int, what: str, settle=None) -> str:
@@ -91,19 +95,19 @@ def order_line(rows) -> str:
     once = [r for r in rows if r.get("optax", {}).get("order_rounds", 1) == 1]
     rotated = sorted({r["optax"]["order_rounds"] for r in rows if r not in once and "optax" in r})
     parts = []
-    if rotated:
-        n = "/".join(str(k) for k in rotated)
-        parts.append(
-            f"{'All rows' if not once else 'Rows not listed below'}: the JAX competitors "
-            f"compiled in {n} rounds, the order rotated so that each was compiled in each "
-            "position equally often (step: median over the rounds; compile: the fastest)."
-        )
     if once:
         cases = ", ".join(f"{r['tree']} {r['chain']}" for r in once)
         parts.append(
             f"{'All rows' if not rotated else cases}: each competitor compiled once, in the "
             "order roofline, ours (flat, pytree, flatten), optax; on many small leaves that "
             'favours the earlier ones (see "The order of compilation").'
+        )
+    if rotated:
+        n = "/".join(str(k) for k in rotated)
+        parts.append(
+            f"{'All rows' if not once else 'The other rows'}: the JAX competitors "
+            f"compiled in {n} rounds, the order rotated so that each was compiled in each "
+            "position equally often (step: median over the rounds; compile: the fastest)."
         )
     settles = {}
     for r in rows:
@@ -564,8 +568,9 @@ def settle_section(path: Path) -> str:
         "",
         f"`python benchmarks/{d['command']}` on {d['device']}: the JAX competitors of a row "
         "of the step table, measured twice in one process, both times in rotated orders: "
-        "each timed step right after another competitor's step (`settle_steps=0`, how every "
-        "table was measured before), then right after an untimed step of the same program "
+        "each timed step right after another competitor's step (`settle_steps=0`, how the "
+        "JAX competitors of every step table were measured before), then right after an "
+        "untimed step of the same program "
         "(`settle_steps=1`). Median step time, and in parentheses its ratio to the roofline "
         "kernel of the same setting.",
         "",
@@ -723,6 +728,7 @@ def scalars_section(path: Path) -> str:
         a, b = t[f"roof_sgd_pass{k}"], t.get(f"roof_sgd_inc{k}")
         inc = f"{b * 1e6:.1f} ({b / base:.3f})" if b is not None else "—"
         lines.append(f"| {k} | {a * 1e6:.1f} ({a / base:.3f}) | {inc} |")
+    lines += ["", settle_sentence(d.get("settle_steps"))]
     if d.get("note"):
         lines += ["", f"Note: {d['note']}."]
     lines += ["", "| step | us | x optax |", "|---|---|---|"]

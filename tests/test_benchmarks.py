@@ -42,7 +42,16 @@ def test_bench_step_writes_rows_and_table(tmp_path):
     for k in ("roofline", "ours_flat", "ours_pytree", "optax"):
         assert row[k]["step_s"] > 0 and row[k]["compile_s"] > 0, k
         assert row[k]["peak_bytes"] >= row[k]["base_bytes"] > 0, k
+        assert row[k]["settle_steps"] == bench_step.DEFAULT_SETTLE_STEPS, k
     assert "| matrix (1 leaves" in out.with_suffix(".md").read_text()
+    try:
+        bench_step.main(argv + ["--settle-steps", "0", "--out", str(out)])
+        (row,) = json.loads(out.read_text())["rows"]
+        assert {row[k]["settle_steps"] for k in ("roofline", "optax")} == {0}
+        with pytest.raises(SystemExit):
+            bench_step.main(argv + ["--settle-steps", "-1", "--out", str(out)])
+    finally:
+        bench_step.SETTLE_STEPS = bench_step.DEFAULT_SETTLE_STEPS
 
 
 @pytest.mark.parametrize("chain", bench_step.CHAINS)
@@ -206,9 +215,12 @@ def test_train_step_variants_agree(tmp_path):
             ref = got
         chex.assert_trees_all_close(got, ref, rtol=1e-5, atol=1e-7)
     assert not np.allclose(flat(ref), flat(sgd))  # Adam is not plain SGD
+    with pytest.raises(ValueError, match="unknown variant 'nope'"):
+        bench_train_step.variant("nope", params)
     out = tmp_path / "train.json"
     bench_train_step.main(["--leaves", "6", "--repeats", "2", "--out", str(out)])
     data = json.loads(out.read_text())
+    assert data["settle_steps"] == bench_step.SETTLE_STEPS
     assert data["leaves"] == 6 and set(data["results"]) == {
         "model_sgd",
         "optax",
@@ -427,7 +439,8 @@ def test_bench_compile_order_smoke_and_docs_section(tmp_path, monkeypatch):
         runner = prepare(step, params, grads, state)
         return runner | {"copy": compiled[-1]}
 
-    def spy_measure(runners, repeats, seed=0):  # step_s = the copy's index, to follow it
+    def spy_measure(runners, repeats, seed=0, settle_steps=None):  # step_s: the copy's index
+        assert settle_steps == 0  # as the recorded results were measured
         return {k: {"step_s": float(r["copy"] + 1)} for k, r in runners.items()}
 
     monkeypatch.setattr(bench_compile_order, "make_arrays", spy_make)
@@ -519,9 +532,8 @@ def test_make_docs_says_how_each_row_was_compiled():
     assert line.startswith("All rows: the JAX competitors compiled in 5 rounds")
     assert "compiled once" not in line
     line = make_docs.order_line([rotated, once])
-    assert (
-        "Rows not listed below" in line and "gpt adafactor: each competitor compiled once" in line
-    )
+    assert line.startswith("gpt adafactor: each competitor compiled once")
+    assert "The other rows: the JAX competitors compiled in 5 rounds" in line
     line = make_docs.order_line([once])
     assert line.startswith("All rows: each competitor compiled once") and "rounds" not in line
     assert "in 3 rounds" in make_docs.rounds_sentence(3, "X")
@@ -529,30 +541,28 @@ def test_make_docs_says_how_each_row_was_compiled():
 
 
 def test_measure_times_a_step_right_after_its_own_settling_steps():
-    """A runner that pays for the mess another one left (as a step pays for the chunks a
-    2000-leaf step freed) reads slow without a settling step and fast with one."""
-    mess = [False]
-    calls = {"clean": 0, "messy": 0}
+    """With settling steps, every timed step of a runner follows a step of its own; without,
+    some follow the other runner's (as a step would follow a 2000-leaf step's frees)."""
+    last, seen = [None], []  # seen: (runner, the runner that ran just before) per call
 
-    def clean():  # pays 20 ms if the other runner ran last
-        calls["clean"] += 1
-        if mess[0]:
-            time.sleep(0.02)
-        mess[0] = False
+    def runner(name):
+        def run():
+            seen.append((name, last[0]))
+            last[0] = name
 
-    def messy():
-        calls["messy"] += 1
-        mess[0] = True
+        return {"run": run, "compile_s": 0.0}
 
-    runners = {k: {"run": f, "compile_s": 0.0} for k, f in (("clean", clean), ("messy", messy))}
-    plain = bench_step.measure(runners, 8, settle_steps=0, keep_samples=True)
-    assert calls == {"clean": 8, "messy": 8}
-    assert max(plain["clean"]["step_samples"]) >= 0.02  # it ran right after "messy"
-    settled = bench_step.measure(runners, 8, settle_steps=1, keep_samples=True)
-    assert calls == {"clean": 24, "messy": 24}  # one untimed step before each timed one
-    assert max(settled["clean"]["step_samples"]) < 0.01
-    assert plain["clean"]["settle_steps"] == 0 and settled["messy"]["settle_steps"] == 1
-    assert bench_step.measure(runners, 2)["clean"]["settle_steps"] == bench_step.SETTLE_STEPS
+    runners = {k: runner(k) for k in "ab"}
+    plain = bench_step.measure(runners, 8, settle_steps=0)
+    assert len(seen) == 16 and any(prev not in (k, None) for k, prev in seen)
+    seen.clear()
+    settled = bench_step.measure(runners, 8, settle_steps=1)
+    assert len(seen) == 32  # one untimed step before each timed one
+    timed = seen[1::2]  # each runner's second call of its turn is the timed one
+    assert all(k == prev for k, prev in timed)
+    assert [k for k, _ in seen[0::2]] == [k for k, _ in timed]
+    assert plain["a"]["settle_steps"] == 0 and settled["b"]["settle_steps"] == 1
+    assert bench_step.measure(runners, 2)["a"]["settle_steps"] == bench_step.SETTLE_STEPS
     with pytest.raises(ValueError, match="settle_steps must be >= 0"):
         bench_step.measure(runners, 2, settle_steps=-1)
     res = bench_step.measure_rotated(
@@ -562,10 +572,12 @@ def test_measure_times_a_step_right_after_its_own_settling_steps():
 
 
 def test_bench_settle_smoke_and_docs_section(tmp_path):
-    bench_settle = pytest.importorskip("bench_settle")
+    import bench_settle  # not importorskip: a broken import must fail
+
     out = tmp_path / "settle.json"
-    argv = ["--leaves", "6", "--repeats", "2", "--flatten-sizes", "2,20", "--out", str(out)]
-    data = bench_settle.main(argv)
+    argv = ["--leaves", "6", "--repeats", "2", "--order-rounds", "1", "--flatten-sizes", "2,20"]
+    data = bench_settle.main(argv + ["--out", str(out)])
+    assert data["command"] == "bench_settle.py " + " ".join(argv)  # without --out
     assert json.loads(out.read_text()) == data
     (row,) = data["rows"]
     assert (row["tree"], row["leaves"], row["chain"]) == ("small", 6, "adam")
