@@ -13,9 +13,13 @@ rotated orders (`bench_step.measure_rotated`); which setting goes first alternat
 chain by chain.
 
 It also times the mechanism found behind it: after each of optax's steps, the first
-`jax.tree.flatten` of a tuple of k arrays, then a second one, for a few k. The first
-call of a size that makes Python's C code allocate more than a few hundred bytes
-meets glibc's malloc merging the chunks the step freed.
+`jax.tree.flatten` of a tuple of k arrays, then a second one, for a few k; then the
+same in a child process started with glibc's fast bins off
+(`GLIBC_TUNABLES=glibc.malloc.mxfast=0`). With them on, a 2000-leaf step leaves
+thousands of freed small chunks in the fast bins, and glibc merges them all
+(`malloc_consolidate`) before it serves the next large request (1 KiB or more:
+flattening 16 leaves made one here, 8 did not); with them off the chunks are merged
+as they are freed, inside the step that frees them.
 
 Output: one line per (chain, setting) and per k, and
 `benchmarks/results/settle.json`, which `make_docs.py` turns into a table.
@@ -28,6 +32,7 @@ import gc
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -65,6 +70,34 @@ def first_flatten_us(shapes, sizes, repeats):
     return out
 
 
+NO_FASTBINS = "glibc.malloc.mxfast=0"  # glibc keeps no fast bins: nothing to merge later
+
+
+def first_flatten_without_fastbins(argv):
+    """`first_flatten_us` in a child process started with glibc's fast bins off
+    (`GLIBC_TUNABLES=glibc.malloc.mxfast=0`), the control for the mechanism; None where
+    the child fails (a libc that is not glibc ignores the setting and would pass)."""
+    env = dict(os.environ)
+    env["GLIBC_TUNABLES"] = ":".join(t for t in (env.get("GLIBC_TUNABLES"), NO_FASTBINS) if t)
+    root = str(Path(__file__).resolve().parent.parent)  # jaxopt_edu, installed or not
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--flatten-only"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        print(f"the control without fast bins failed: {done.stderr[-2000:]}", flush=True)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def print_flatten(flat_us, where):
+    for k, v in flat_us.items():
+        print(
+            f"tree.flatten of {k} arrays after optax's step{where}: first "
+            f"{v['first_us']:.1f} us, second {v['second_us']:.1f} us",
+            flush=True,
+        )
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tree", default="small", choices=sorted(TREES))
@@ -73,6 +106,11 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=21)
     ap.add_argument("--order-rounds", type=int, default=None, help="see measure_rotated")
     ap.add_argument("--flatten-sizes", default="4,8,16,64")
+    ap.add_argument(
+        "--flatten-only",
+        action="store_true",
+        help="only time the first tree.flatten after optax's step; print it as JSON",
+    )
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "settle.json"))
     argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(argv)
@@ -84,6 +122,11 @@ def main(argv=None):
     if args.leaves is not None and (args.tree != "small" or args.leaves < 1):
         ap.error("--leaves takes a positive number, and only with --tree small")
     shapes = TREES[args.tree](args.leaves) if args.leaves else TREES[args.tree]()
+    sizes = [int(k) for k in args.flatten_sizes.split(",") if k]
+    if args.flatten_only:
+        flat_us = first_flatten_us(shapes, sizes, args.repeats)
+        print(json.dumps(flat_us))
+        return flat_us
     chains = [c for c in args.chains.split(",") if c]
     rows = []
     for i, chain in enumerate(chains):
@@ -95,18 +138,17 @@ def main(argv=None):
             cells = " ".join(f"{k} {v['step_s'] * 1e3:.3f} ms" for k, v in res.items())
             print(f"{args.tree} {chain} settle_steps={settle}: {cells}", flush=True)
         rows.append(row)
-    sizes = [int(k) for k in args.flatten_sizes.split(",") if k]
     flat_us = first_flatten_us(shapes, sizes, args.repeats)
-    for k, v in flat_us.items():
-        print(
-            f"tree.flatten of {k} arrays after optax's step: first {v['first_us']:.1f} us, "
-            f"second {v['second_us']:.1f} us"
-        )
+    print_flatten(flat_us, "")
+    control = first_flatten_without_fastbins(command)
+    if control is not None:
+        print_flatten(control, f" ({NO_FASTBINS})")
     out = {
         "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()}, {os.cpu_count()} cores)",
         "command": " ".join(["bench_settle.py", *command]),
         "rows": rows,
         "first_flatten": flat_us,
+        "first_flatten_without_fastbins": control,
     }
     write_result(Path(args.out), out)
     print(json.dumps({"written": args.out}))

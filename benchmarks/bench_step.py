@@ -240,12 +240,13 @@ def measure(runners, repeats, seed=0, keep_samples=False, settle_steps=None):
     Each timed step comes right after `settle_steps` untimed steps of the same runner
     (default `SETTLE_STEPS`, 1), as a step of a training loop follows the previous one.
     Without them a step pays for the state the previous competitor left the process
-    in: after a 2000-leaf step has freed its thousands of small buffers, the next
-    allocation of a few hundred bytes makes glibc's malloc merge those chunks first
-    (about 0.2 ms on this CPU, measured as the first `jax.tree.flatten` of 16 leaves
-    after optax's step: 223 us against 15 us for 8 leaves). A 0.3 ms flat step paid it
-    whole: flat Adam read 1.22x the roofline kernel on that tree and 0.95x with one
-    settling step, while pytree / optax stayed at 0.99 (`bench_settle.py`)."""
+    in: a 2000-leaf step frees thousands of small buffers into glibc's fast bins, and
+    glibc merges them all before it serves the next large request, whoever makes it
+    (on this CPU the first `jax.tree.flatten` of 16 arrays after optax's step took
+    262 us, of 8 arrays 18 us; with the fast bins off the cost is gone). A 0.3 ms flat
+    step pays that whole: on the 2000-leaf tree flat / roofline read 1.19x for Adam
+    and 1.25x for Lion without a settling step, 1.05x and 1.17x with one, while pytree
+    / optax read 1.01x either way for Adam (`bench_settle.py`, `results/settle.json`)."""
     settle = SETTLE_STEPS if settle_steps is None else int(settle_steps)
     if settle < 0:
         raise ValueError(f"settle_steps must be >= 0, got {settle}")

@@ -4,7 +4,7 @@
     python benchmarks/make_docs.py --from-results   # only rewrite the page from results/*.json
 
 The page quotes the step table (bench_step.py), the order-of-compilation check
-(bench_compile_order.py), the layout experiment
+(bench_compile_order.py), the settling-step check (bench_settle.py), the layout experiment
 (bench_pytree_layouts.py), the whole training step (bench_train_step.py), the
 leaves plot (bench_leaves.py) and the sweep table (bench_sweep.py). GPU rows, when a GPU
 run was made, come from `benchmarks/results/step_gpu.json` (same format as step.json) and
@@ -30,8 +30,11 @@ the ratios hold even on a shared, noisy machine; absolute times do not carry ove
 between runs or machines. By default the scripts compile the competitors in several
 rounds, the order of compilation rotated each round, because on many small leaves a
 program compiled later in a process runs slower (see "The order of compilation"
-below); each table says how its rows were compiled. Regenerate this page with
-`python benchmarks/make_docs.py`.
+below). The competitors take turns, and each timed step comes right after an untimed
+step of the same program, as in a training loop: a fast step timed right after a
+2000-leaf one pays for what that step left behind (see "A step right after another
+competitor's"). Each table says how its rows were compiled and timed. Regenerate this
+page with `python benchmarks/make_docs.py`.
 
 **Roofline.** For each case a jitted kernel does the same arithmetic on ONE flat
 buffer, with the same memory traffic as the optimizer step (Adam: read p, g, m, v;
@@ -596,28 +599,34 @@ def settle_section(path: Path) -> str:
                 + f" | {res['ours_pytree']['step_s'] / res['optax']['step_s']:.2f} |"
             )
     ff = d.get("first_flatten", {})
+    ctl = d.get("first_flatten_without_fastbins") or {}
     if ff:
         lines += [
             "",
             "The mechanism, timed by the same command: right after each of optax's Adam steps "
             "on that tree, the first `jax.tree.flatten` of a tuple of k arrays, then a second "
-            "one (median microseconds):",
+            "one (median microseconds); then the same in a child process started with "
+            "glibc's fast bins off (`GLIBC_TUNABLES=glibc.malloc.mxfast=0`):",
             "",
-            "| k arrays | first flatten | second flatten |",
-            "|---|---|---|",
+            "| k arrays | first flatten | second flatten | first, fast bins off "
+            "| second, fast bins off |",
+            "|---|---|---|---|---|",
         ]
         for k, v in ff.items():
-            lines.append(f"| {k} | {v['first_us']:.1f} | {v['second_us']:.1f} |")
+            c = ctl.get(k)
+            off = f"{c['first_us']:.1f} | {c['second_us']:.1f}" if c else "— | —"
+            lines.append(f"| {k} | {v['first_us']:.1f} | {v['second_us']:.1f} | {off} |")
     lines += [
         "",
-        "A 2000-leaf step frees thousands of small buffers. The next call that allocates a "
-        "few hundred bytes (a pytree of more than a handful of leaves is enough) makes "
-        "glibc's malloc merge those freed chunks first, and whichever step runs next pays "
-        "for it: a fraction of a millisecond, nothing beside optax's step, but most of a "
-        "flat step on that tree. In a training loop a step follows its own previous step, "
-        "so the tables now time each step right after an untimed step of its own "
-        "(`bench_step.measure`, `--settle-steps`, default 1); each table says how its rows "
-        "were measured.",
+        "A 2000-leaf step frees thousands of small buffers into glibc's fast bins. Before "
+        "it serves the next large request (1 KiB or more), glibc merges them all "
+        "(`malloc_consolidate`), and whichever step runs next pays for it: a fraction of a "
+        "millisecond, nothing beside optax's step, but most of a flat step on that tree. "
+        "With the fast bins off the chunks are merged as they are freed, inside the step "
+        "that frees them, and the cost is gone from the first flatten. In a training loop a "
+        "step follows its own previous step, so the step tables now time each JAX "
+        "competitor's step right after an untimed step of its own (`bench_step.measure`, "
+        "`--settle-steps`, default 1); each table says how its rows were measured.",
         "",
     ]
     return "\n".join(lines)
@@ -892,12 +901,14 @@ def main(argv=None):
         import bench_compile_order
         import bench_leaves
         import bench_pytree_layouts
+        import bench_settle
         import bench_step
         import bench_sweep
         import bench_train_step
 
         bench_step.main([])
         bench_compile_order.main([])
+        bench_settle.main([])
         bench_pytree_layouts.main([])
         bench_train_step.main([])
         bench_leaves.main([])

@@ -586,6 +586,8 @@ def test_bench_settle_smoke_and_docs_section(tmp_path):
         assert set(res) == set(make_docs.SETTLE_NAMES)
         assert all(r["settle_steps"] == settle and r["step_s"] > 0 for r in res.values())
     assert set(data["first_flatten"]) == {"2", "20"}
+    if sys.platform.startswith("linux"):  # the control: a child with glibc's fast bins off
+        assert set(data["first_flatten_without_fastbins"]) == {"2", "20"}
     text = make_docs.settle_section(out)
     assert "## A step right after another competitor's" in text
     assert text.count("| small (6 leaves) | adam |") == 2 and "| 20 |" in text
