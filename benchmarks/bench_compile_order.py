@@ -51,7 +51,7 @@ def copies_by_position(shapes, copies, repeats, reverse, seed=0):
             runners[i] = prepare_jax(step, params, grads, state)
     # each copy right after another copy's step, as the recorded results were measured;
     # the copies are one program, so what a step leaves behind is the same for all
-    res = measure(runners, repeats, seed=seed, settle_steps=0)
+    res = measure(runners, repeats, seed=seed, settle_steps=0, flush_bytes=0)
     del runners, made
     gc.collect()
     return [res[i]["step_s"] for i in order]

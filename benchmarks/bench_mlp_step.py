@@ -181,6 +181,7 @@ def main(argv=None):
         "params": n,
         "order_rounds": args.order_rounds or len(VARIANTS),
         "settle_steps": bench_step.SETTLE_STEPS,
+        "flush_bytes": bench_step.FLUSH_BYTES if bench_step.SETTLE_STEPS else 0,
         "rows": rows,
     }
     name = "mlp_step_cpu_mof.json" if args.xla_cpu_multi_output_fusion else "mlp_step.json"

@@ -77,7 +77,8 @@ def main(argv=None):
     device = f"{jax.devices()[0].device_kind} ({jax.default_backend()}, {os.cpu_count()} cores)"
     data = {"device": device, "jax": jax.__version__, "n": args.n, "repeats": args.repeats}
     data["step_s"] = {k: r["step_s"] for k, r in res.items()}
-    data["settle_steps"] = next(iter(res.values()))["settle_steps"]
+    first = next(iter(res.values()))
+    data["settle_steps"], data["flush_bytes"] = first["settle_steps"], first["flush_bytes"]
     out.write_text(json.dumps(data, indent=1))
     return res
 

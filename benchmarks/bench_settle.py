@@ -8,7 +8,8 @@ step (about 30 ms) frees thousands of small buffers, and a 0.3 ms flat step time
 right after it may pay for some of that work. This script measures the JAX
 competitors of a `bench_step.py` row (roofline, ours flat, pytree and flatten, optax)
 twice in one process, with `settle_steps=0` (each timed step right after another
-competitor's) and with `settle_steps=1` (right after an untimed step of its own), in
+competitor's) and with `settle_steps=1` (after an untimed step of its own and a
+cache flush, `bench_step.measure`), in
 rotated orders (`bench_step.measure_rotated`); which setting goes first alternates
 chain by chain.
 

@@ -225,9 +225,22 @@ def prepare_jax(step, params, grads, state):
 # untimed steps a runner takes right before each of its timed steps (`--settle-steps`)
 DEFAULT_SETTLE_STEPS = 1
 SETTLE_STEPS = DEFAULT_SETTLE_STEPS
+# bytes written between a runner's settling steps and its timed step, to evict what they
+# left in the caches (`--flush-mib`): twice this CPU's 32 MiB of L3
+DEFAULT_FLUSH_BYTES = 64 << 20
+FLUSH_BYTES = DEFAULT_FLUSH_BYTES
+_flush_buffer: list = []
 
 
-def measure(runners, repeats, seed=0, keep_samples=False, settle_steps=None):
+def flush_caches(nbytes):
+    """Write `nbytes` of a buffer kept for this (allocated once: no allocation per call)."""
+    n = max(1, nbytes // 8)
+    if not _flush_buffer or _flush_buffer[0].size != n:
+        _flush_buffer[:] = [np.zeros(n, np.float64)]
+    np.add(_flush_buffer[0], 1.0, out=_flush_buffer[0])
+
+
+def measure(runners, repeats, seed=0, keep_samples=False, settle_steps=None, flush_bytes=None):
     """Median step time of each runner, the runners taking turns in a new random order
     every round (seeded, so a run can be repeated).
 
@@ -237,7 +250,7 @@ def measure(runners, repeats, seed=0, keep_samples=False, settle_steps=None):
     after the same other one: on the 2000-leaf tree the roofline kernel always followed
     optax's 45 ms step and read 1.5x slower than the same arithmetic run elsewhere.
 
-    Each timed step comes right after `settle_steps` untimed steps of the same runner
+    Each timed step comes after `settle_steps` untimed steps of the same runner
     (default `SETTLE_STEPS`, 1), as a step of a training loop follows the previous one.
     Without them a step pays for the state the previous competitor left the process
     in: a 2000-leaf step frees thousands of small buffers into glibc's fast bins, and
@@ -246,10 +259,22 @@ def measure(runners, repeats, seed=0, keep_samples=False, settle_steps=None):
     262 us, of 8 arrays 18 us; with the fast bins off the cost is gone). A 0.3 ms flat
     step pays that whole: on the 2000-leaf tree flat / roofline read 1.19x for Adam
     and 1.25x for Lion without a settling step, 1.05x and 1.17x with one, while pytree
-    / optax read 1.01x either way for Adam (`bench_settle.py`, `results/settle.json`)."""
+    / optax read 1.01x either way for Adam (`bench_settle.py`, `results/settle.json`).
+
+    Between the settling steps and the timed one, `flush_bytes` (default `FLUSH_BYTES`,
+    64 MiB) of a buffer are written, so that the timed step does not find its own
+    arrays in the caches where the previous step left them: in a training loop the
+    backward pass runs in between. Without the flush, settled steps on the 4096 x 4096
+    matrix read SGD with momentum at 0.72x the roofline kernel, a difference in which
+    arrays each program touches last, not in their traffic. No flush without settling
+    steps (the previous competitor's step is the flush there)."""
     settle = SETTLE_STEPS if settle_steps is None else int(settle_steps)
+    flush = FLUSH_BYTES if flush_bytes is None else int(flush_bytes)
     if settle < 0:
         raise ValueError(f"settle_steps must be >= 0, got {settle}")
+    if flush < 0:
+        raise ValueError(f"flush_bytes must be >= 0, got {flush}")
+    flush = flush if settle else 0
     names = list(runners)
     rng = np.random.default_rng(seed)
     times = {k: [] for k in names}
@@ -259,6 +284,8 @@ def measure(runners, repeats, seed=0, keep_samples=False, settle_steps=None):
             run = runners[k]["run"]
             for _ in range(settle):
                 run()
+            if flush:
+                flush_caches(flush)
             t0 = time.perf_counter()
             run()
             times[k].append(time.perf_counter() - t0)
@@ -267,6 +294,7 @@ def measure(runners, repeats, seed=0, keep_samples=False, settle_steps=None):
         out[k] = {key: val for key, val in r.items() if key != "run"}
         out[k]["step_s"] = statistics.median(times[k])
         out[k]["settle_steps"] = settle
+        out[k]["flush_bytes"] = flush
         if keep_samples:
             out[k]["step_samples"] = times[k]
     return out
@@ -277,7 +305,7 @@ def measure(runners, repeats, seed=0, keep_samples=False, settle_steps=None):
 ORDER_ROUNDS: int | None = None
 
 
-def measure_rotated(makers, repeats, rounds=None, seed=0, settle_steps=None):
+def measure_rotated(makers, repeats, rounds=None, seed=0, settle_steps=None, flush_bytes=None):
     """Prepare every competitor (`makers[name]()` compiles it and returns a runner), time
     them taking turns (`measure`), free them; `rounds` times, the order of preparation
     rotated by one each round. `rounds` is 1 (a fixed order) or a multiple of the number
@@ -297,8 +325,8 @@ def measure_rotated(makers, repeats, rounds=None, seed=0, settle_steps=None):
     Returns each competitor's `measure` entry with `step_s` the median of all rounds'
     samples (about `repeats` of them: `ceil(repeats / rounds)` per round),
     `step_s_rounds` each round's median in the order of the rounds, `compile_s` the
-    fastest of its compiles, `order_rounds` the number of rounds and `settle_steps` the
-    untimed steps before each timed one (`measure`)."""
+    fastest of its compiles, `order_rounds` the number of rounds, and `settle_steps` and
+    `flush_bytes` as `measure` used them."""
     names = list(makers)
     rounds = len(names) if rounds is None else int(rounds)
     if rounds != 1 and (rounds < 1 or rounds % len(names)):
@@ -315,7 +343,9 @@ def measure_rotated(makers, repeats, rounds=None, seed=0, settle_steps=None):
         shift = r % len(names)
         order = names[shift:] + names[:shift]
         runners = {k: makers[k]() for k in order}
-        res = measure(runners, per_round, seed + r, keep_samples=True, settle_steps=settle_steps)
+        res = measure(
+            runners, per_round, seed + r, True, settle_steps=settle_steps, flush_bytes=flush_bytes
+        )
         del runners
         for k in order:
             samples[k] += res[k].pop("step_samples")
@@ -581,7 +611,7 @@ def device_label(multi_output_fusion: bool = False) -> str:
 
 
 def main(argv=None):
-    global ORDER_ROUNDS, SETTLE_STEPS
+    global ORDER_ROUNDS, SETTLE_STEPS, FLUSH_BYTES
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trees", default="gpt,small,matrix")
     ap.add_argument("--chains", default=",".join(DEFAULT_CHAINS), help=f"from {CHAINS}")
@@ -601,6 +631,13 @@ def main(argv=None):
         default=DEFAULT_SETTLE_STEPS,
         help="untimed steps of a competitor right before each of its timed steps (default "
         "1; 0 times each step right after another competitor's: see measure)",
+    )
+    ap.add_argument(
+        "--flush-mib",
+        type=int,
+        default=DEFAULT_FLUSH_BYTES >> 20,
+        help="MiB written between the settling steps and the timed step, to evict what "
+        "they left in the caches (default 64; 0: none)",
     )
     ap.add_argument(
         "--flatten-max-leaf",
@@ -650,6 +687,9 @@ def main(argv=None):
     if args.settle_steps < 0:
         ap.error(f"--settle-steps must be >= 0, got {args.settle_steps}")
     SETTLE_STEPS = args.settle_steps
+    if args.flush_mib < 0:
+        ap.error(f"--flush-mib must be >= 0, got {args.flush_mib}")
+    FLUSH_BYTES = args.flush_mib << 20
     FLATTEN_ARGS.clear()
     FLAT_ARGS.clear()
     if args.flat_max_buffer_leaves is not None:

@@ -142,6 +142,7 @@ def main(argv=None):
         "jax": jax.__version__,
         "order_rounds": res["optax"]["order_rounds"],
         "settle_steps": res["optax"]["settle_steps"],
+        "flush_bytes": res["optax"]["flush_bytes"],
         "results": {
             k: {"compile_s": v["compile_s"], "step_s": v["step_s"]} for k, v in res.items()
         },

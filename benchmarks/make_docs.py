@@ -56,9 +56,10 @@ training-step measurements below) or grouped leaves by shape.
 """
 
 
-def settle_sentence(settle) -> str:
+def settle_sentence(settle, flush=None) -> str:
     """What each JAX competitor's timed step came right after: `settle` untimed steps of
-    its own (the `settle_steps` a result records) or, for results measured before it was
+    its own and `flush` bytes written to evict them from the caches (the `settle_steps`
+    and `flush_bytes` a result records) or, for results measured before they were
     recorded, usually another competitor's step (torch is timed on its own)."""
     if settle is None:
         return (
@@ -73,21 +74,30 @@ def settle_sentence(settle) -> str:
             "step (`--settle-steps 0`)."
         )
     steps = "an untimed step" if settle == 1 else f"{settle} untimed steps"
-    return f"Each JAX competitor's timed step came right after {steps} of the same program."
+    if flush:
+        return (
+            f"Each JAX competitor's timed step came after {steps} of the same program, "
+            f"with {flush / 2**20:g} MiB written in between to evict {'it' if settle == 1 else 'them'} "
+            "from the caches."
+        )
+    return (
+        f"Each JAX competitor's timed step came right after {steps} of the same program "
+        "(no cache flush in between)."
+    )
 
 
-def rounds_sentence(rounds: int, what: str, settle=None) -> str:
+def rounds_sentence(rounds: int, what: str, settle=None, flush=None) -> str:
     """How `what` were compiled (in rotated rounds, `bench_step.measure_rotated`, or once)
     and timed (`settle_sentence`)."""
     if rounds > 1:
         return (
             f"{what} compiled in {rounds} rounds, the order rotated so that each was compiled "
             "in each position equally often (step: median over the rounds; compile: the "
-            f"fastest). {settle_sentence(settle)}"
+            f"fastest). {settle_sentence(settle, flush)}"
         )
     return (
         f"{what} compiled once each, in a fixed order (on many small leaves that favours the "
-        f'earlier ones: see "The order of compilation"). {settle_sentence(settle)}'
+        f'earlier ones: see "The order of compilation"). {settle_sentence(settle, flush)}'
     )
 
 
@@ -114,9 +124,11 @@ def order_line(rows) -> str:
         )
     settles = {}
     for r in rows:
-        settles.setdefault(r.get("optax", {}).get("settle_steps"), []).append(r)
-    for settle, group in sorted(settles.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
-        text = settle_sentence(settle)
+        o = r.get("optax", {})
+        settles.setdefault((o.get("settle_steps"), o.get("flush_bytes")), []).append(r)
+    order = sorted(settles.items(), key=lambda kv: (kv[0][0] is None, kv[0][0] or 0, kv[0][1] or 0))
+    for (settle, flush), group in order:
+        text = settle_sentence(settle, flush)
         if len(settles) > 1:
             cases = ", ".join(f"{r['tree']} {r['chain']}" for r in group)
             text = f"{cases}: {text[0].lower()}{text[1:]}"
@@ -353,7 +365,10 @@ def mlp_step_section(default: Path, mof: Path) -> str:
         mlp_markdown(d),
         "",
         rounds_sentence(
-            d.get("order_rounds", 1), "The variants of each chain", d.get("settle_steps")
+            d.get("order_rounds", 1),
+            "The variants of each chain",
+            d.get("settle_steps"),
+            d.get("flush_bytes"),
         ),
         "",
     ]
@@ -387,7 +402,10 @@ def mlp_step_section(default: Path, mof: Path) -> str:
             mlp_markdown(m),
             "",
             rounds_sentence(
-                m.get("order_rounds", 1), "The variants of each chain", m.get("settle_steps")
+                m.get("order_rounds", 1),
+                "The variants of each chain",
+                m.get("settle_steps"),
+                m.get("flush_bytes"),
             ),
             "",
         ]
@@ -566,16 +584,22 @@ SETTLE_NAMES = ("roofline", "ours_flat", "ours_pytree", "ours_flatten", "optax")
 def settle_section(path: Path) -> str:
     d = json.loads(path.read_text())
     rows = d["rows"]
+    flush = rows[0]["settle_1"]["optax"].get("flush_bytes") if rows else None
+    then = (
+        f"after an untimed step of the same program and {flush / 2**20:g} MiB written to "
+        "evict it from the caches"
+        if flush
+        else "right after an untimed step of the same program (no cache flush)"
+    )
     lines = [
         "## A step right after another competitor's",
         "",
         f"`python benchmarks/{d['command']}` on {d['device']}: the JAX competitors of a row "
         "of the step table, measured twice in one process, both times in rotated orders: "
         "each timed step right after another competitor's step (`settle_steps=0`, how the "
-        "JAX competitors of every step table were measured before), then right after an "
-        "untimed step of the same program "
-        "(`settle_steps=1`). Median step time, and in parentheses its ratio to the roofline "
-        "kernel of the same setting.",
+        "JAX competitors of every step table were measured before), then "
+        f"{then} (`settle_steps=1`). Median step time, and in parentheses its ratio to the "
+        "roofline kernel of the same setting.",
         "",
         "| tree | chain | settling steps | "
         + " | ".join(n.replace("_", " ") for n in SETTLE_NAMES)
@@ -625,8 +649,11 @@ def settle_section(path: Path) -> str:
         "With the fast bins off the chunks are merged as they are freed, inside the step "
         "that frees them, and the cost is gone from the first flatten. In a training loop a "
         "step follows its own previous step, so the step tables now time each JAX "
-        "competitor's step right after an untimed step of its own (`bench_step.measure`, "
-        "`--settle-steps`, default 1); each table says how its rows were measured.",
+        "competitor's step after an untimed step of its own (`bench_step.measure`, "
+        "`--settle-steps`, default 1), and then write 64 MiB (`--flush-mib`) so that the "
+        "timed step does not find in the caches what that step left there, where a "
+        "training loop's backward pass would have evicted it; each table says how its rows "
+        "were measured.",
         "",
     ]
     return "\n".join(lines)
@@ -737,7 +764,7 @@ def scalars_section(path: Path) -> str:
         a, b = t[f"roof_sgd_pass{k}"], t.get(f"roof_sgd_inc{k}")
         inc = f"{b * 1e6:.1f} ({b / base:.3f})" if b is not None else "—"
         lines.append(f"| {k} | {a * 1e6:.1f} ({a / base:.3f}) | {inc} |")
-    lines += ["", settle_sentence(d.get("settle_steps"))]
+    lines += ["", settle_sentence(d.get("settle_steps"), d.get("flush_bytes"))]
     if d.get("note"):
         lines += ["", f"Note: {d['note']}."]
     lines += ["", "| step | us | x optax |", "|---|---|---|"]
@@ -790,6 +817,7 @@ def layouts_section(path: Path) -> str:
                 first.get("order_rounds", 1),
                 "The three layouts of each tree",
                 first.get("settle_steps"),
+                first.get("flush_bytes"),
             ),
             "",
         ]
@@ -823,7 +851,9 @@ def train_step_section(path: Path, where: str = "") -> str:
         "| variant | layout | compile s | compile / optax | step ms | step / optax |",
         "|---|---|---|---|---|---|",
     ]
-    order = rounds_sentence(d.get("order_rounds", 1), "The variants", d.get("settle_steps"))
+    order = rounds_sentence(
+        d.get("order_rounds", 1), "The variants", d.get("settle_steps"), d.get("flush_bytes")
+    )
     for k, r in res.items():
         lines.append(
             f"| {k} | {TRAIN_STEP_LABELS.get(k, k)} | {r['compile_s']:.2f} "
@@ -863,6 +893,7 @@ def leaves_section(path: Path) -> str:
             first.get("order_rounds", 1),
             "The JAX competitors of each row",
             first.get("settle_steps"),
+            first.get("flush_bytes"),
         ),
     ]
     return "\n".join(lines) + "\n"

@@ -43,6 +43,7 @@ def test_bench_step_writes_rows_and_table(tmp_path):
         assert row[k]["step_s"] > 0 and row[k]["compile_s"] > 0, k
         assert row[k]["peak_bytes"] >= row[k]["base_bytes"] > 0, k
         assert row[k]["settle_steps"] == bench_step.DEFAULT_SETTLE_STEPS, k
+        assert row[k]["flush_bytes"] == bench_step.DEFAULT_FLUSH_BYTES, k
     assert "| matrix (1 leaves" in out.with_suffix(".md").read_text()
     try:
         bench_step.main(argv + ["--settle-steps", "0", "--out", str(out)])
@@ -52,6 +53,7 @@ def test_bench_step_writes_rows_and_table(tmp_path):
             bench_step.main(argv + ["--settle-steps", "-1", "--out", str(out)])
     finally:
         bench_step.SETTLE_STEPS = bench_step.DEFAULT_SETTLE_STEPS
+        bench_step.FLUSH_BYTES = bench_step.DEFAULT_FLUSH_BYTES
 
 
 @pytest.mark.parametrize("chain", bench_step.CHAINS)
@@ -439,8 +441,9 @@ def test_bench_compile_order_smoke_and_docs_section(tmp_path, monkeypatch):
         runner = prepare(step, params, grads, state)
         return runner | {"copy": compiled[-1]}
 
-    def spy_measure(runners, repeats, seed=0, settle_steps=None):  # step_s: the copy's index
-        assert settle_steps == 0  # as the recorded results were measured
+    def spy_measure(runners, repeats, seed=0, settle_steps=None, flush_bytes=None):
+        assert settle_steps == 0 and flush_bytes == 0  # as its results were measured
+        # step_s: the copy's index, to follow it
         return {k: {"step_s": float(r["copy"] + 1)} for k, r in runners.items()}
 
     monkeypatch.setattr(bench_compile_order, "make_arrays", spy_make)
@@ -553,10 +556,22 @@ def test_measure_times_a_step_right_after_its_own_settling_steps():
         return {"run": run, "compile_s": 0.0}
 
     runners = {k: runner(k) for k in "ab"}
-    plain = bench_step.measure(runners, 8, settle_steps=0)
+    plain = bench_step.measure(runners, 8, settle_steps=0, flush_bytes=0)
     assert len(seen) == 16 and any(prev not in (k, None) for k, prev in seen)
     seen.clear()
-    settled = bench_step.measure(runners, 8, settle_steps=1)
+    flushed = []
+    flush = bench_step.flush_caches
+    bench_step.flush_caches = lambda n: (flushed.append((n, len(seen))), flush(n))
+    try:
+        settled = bench_step.measure(runners, 8, settle_steps=1, flush_bytes=1 << 16)
+        assert plain["a"]["flush_bytes"] == 0
+        bench_step.measure(runners, 2, settle_steps=0, flush_bytes=1 << 16)  # no flush
+    finally:
+        bench_step.flush_caches = flush
+    seen[:] = seen[:32]
+    # one flush before each timed step, between it and its settling step
+    assert flushed == [(1 << 16, i) for i in range(1, 32, 2)]
+    assert settled["a"]["flush_bytes"] == 1 << 16
     assert len(seen) == 32  # one untimed step before each timed one
     timed = seen[1::2]  # each runner's second call of its turn is the timed one
     assert all(k == prev for k, prev in timed)
@@ -565,6 +580,8 @@ def test_measure_times_a_step_right_after_its_own_settling_steps():
     assert bench_step.measure(runners, 2)["a"]["settle_steps"] == bench_step.SETTLE_STEPS
     with pytest.raises(ValueError, match="settle_steps must be >= 0"):
         bench_step.measure(runners, 2, settle_steps=-1)
+    with pytest.raises(ValueError, match="flush_bytes must be >= 0"):
+        bench_step.measure(runners, 2, flush_bytes=-1)
     res = bench_step.measure_rotated(
         {k: (lambda r=r: r) for k, r in runners.items()}, 4, settle_steps=0
     )
@@ -599,14 +616,20 @@ def test_bench_settle_smoke_and_docs_section(tmp_path):
 
 
 def test_make_docs_says_what_each_timed_step_came_after():
-    settled = {"tree": "small", "chain": "adam", "optax": {"order_rounds": 5, "settle_steps": 1}}
+    settled = {
+        "tree": "small",
+        "chain": "adam",
+        "optax": {"order_rounds": 5, "settle_steps": 1, "flush_bytes": 1 << 20},
+    }
     before = {"tree": "gpt", "chain": "adafactor", "optax": {"order_rounds": 5}}
     line = make_docs.order_line([settled])
-    assert "right after an untimed step of the same program" in line
+    assert "after an untimed step of the same program, with 1 MiB written" in line
     assert "another competitor" not in line
     line = make_docs.order_line([settled, before])
-    assert "small adam: each timed step came right after an untimed step" in line
-    assert "gpt adafactor: each timed step came right after another competitor's" in line
+    assert "small adam: each JAX competitor's timed step came after an untimed step" in line
+    assert "gpt adafactor: each JAX competitor's timed step usually came right after" in line
     assert "another competitor's" in make_docs.rounds_sentence(3, "X")
     assert "2 untimed steps" in make_docs.rounds_sentence(3, "X", 2)
+    assert "with 64 MiB written in between" in make_docs.rounds_sentence(3, "X", 1, 64 << 20)
+    assert "no cache flush" in make_docs.rounds_sentence(3, "X", 1, 0)
     assert "--settle-steps 0" in make_docs.rounds_sentence(1, "X", 0)
