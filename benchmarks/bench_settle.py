@@ -1,26 +1,26 @@
 """Does a step pay for the competitor that ran before it? Timed with and without a settling step.
 
-    python benchmarks/bench_settle.py                      # adam on the 2000-leaf tree
-    python benchmarks/bench_settle.py --chains adam,lion --repeats 21
+    python benchmarks/bench_settle.py                      # adam, lion; 2000 leaves
+    python benchmarks/bench_settle.py --chains adam --repeats 11
 
 `bench_step.measure` times competitors taking turns. On the 2000-leaf tree optax's
 step (about 30 ms) frees thousands of small buffers, and a 0.3 ms flat step timed
 right after it may pay for some of that work. This script measures the JAX
 competitors of a `bench_step.py` row (roofline, ours flat, pytree and flatten, optax)
-twice in one process, with `settle_steps=0` (each timed step right after another
-competitor's) and with `settle_steps=1` (after an untimed step of its own and a
-cache flush, `bench_step.measure`), in
-rotated orders (`bench_step.measure_rotated`); which setting goes first alternates
-chain by chain.
+three times in one process, in rotated orders (`bench_step.measure_rotated`): each
+timed step right after another competitor's (`settle_0`), right after an untimed step
+of its own (`settle_1`), and after an untimed step of its own and 64 MiB written to
+evict it from the caches (`settle_1_flush`, what the step tables do); which setting
+goes first alternates chain by chain.
 
 It also times the mechanism found behind it: after each of optax's steps, the first
-`jax.tree.flatten` of a tuple of k arrays, then a second one, for a few k; then the
-same in a child process started with glibc's fast bins off
-(`GLIBC_TUNABLES=glibc.malloc.mxfast=0`). With them on, a 2000-leaf step leaves
+`jax.tree.flatten` of a tuple of k arrays, then a second one, for a few k; in this
+process, then in two fresh child processes that differ only in glibc's fast bins,
+as usual or off (`GLIBC_TUNABLES=glibc.malloc.mxfast=0`). A 2000-leaf step leaves
 thousands of freed small chunks in the fast bins, and glibc merges them all
-(`malloc_consolidate`) before it serves the next large request (1 KiB or more:
-flattening 16 leaves made one here, 8 did not); with them off the chunks are merged
-as they are freed, inside the step that frees them.
+(`malloc_consolidate`) before it serves the next large request (1 KiB or more); with
+the fast bins off the chunks are merged as they are freed, inside the step that frees
+them.
 
 Output: one line per (chain, setting) and per k, and
 `benchmarks/results/settle.json`, which `make_docs.py` turns into a table.
@@ -73,21 +73,38 @@ def first_flatten_us(shapes, sizes, repeats):
 
 NO_FASTBINS = "glibc.malloc.mxfast=0"  # glibc keeps no fast bins: nothing to merge later
 
+# how each setting times a step (`bench_step.measure`): settling steps, bytes flushed
+# (None: bench_step's default, 64 MiB)
+SETTINGS = {"settle_0": (0, 0), "settle_1": (1, 0), "settle_1_flush": (1, None)}
 
-def first_flatten_without_fastbins(argv):
-    """`first_flatten_us` in a child process started with glibc's fast bins off
-    (`GLIBC_TUNABLES=glibc.malloc.mxfast=0`), the control for the mechanism; None where
-    the child fails (a libc that is not glibc ignores the setting and would pass)."""
+
+def glibc_version():
+    """'glibc 2.x' where this process runs on glibc (which reads GLIBC_TUNABLES), else None."""
+    try:
+        v = os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return v if v and v.startswith("glibc") else None
+
+
+def first_flatten_in_child(argv, fastbins):
+    """`first_flatten_us` in a fresh child process, with glibc's fast bins as usual or off
+    (`GLIBC_TUNABLES=glibc.malloc.mxfast=0`): the two children differ only in that
+    setting, so the control compares like with like. None where the child fails, or for
+    the fast bins off where the libc is not glibc (it would ignore the setting)."""
     env = dict(os.environ)
-    env["GLIBC_TUNABLES"] = ":".join(t for t in (env.get("GLIBC_TUNABLES"), NO_FASTBINS) if t)
+    if not fastbins:
+        if glibc_version() is None:
+            return None
+        env["GLIBC_TUNABLES"] = ":".join(t for t in (env.get("GLIBC_TUNABLES"), NO_FASTBINS) if t)
     root = str(Path(__file__).resolve().parent.parent)  # jaxopt_edu, installed or not
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--flatten-only"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if done.returncode:
-        print(f"the control without fast bins failed: {done.stderr[-2000:]}", flush=True)
+    try:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        return json.loads(done.stdout.strip().splitlines()[-1]) if not done.returncode else None
+    except (subprocess.TimeoutExpired, IndexError, json.JSONDecodeError):
         return None
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def print_flatten(flat_us, where):
@@ -103,7 +120,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tree", default="small", choices=sorted(TREES))
     ap.add_argument("--leaves", type=int, default=None, help="leaves of the small tree (2000)")
-    ap.add_argument("--chains", default="adam")
+    ap.add_argument("--chains", default="adam,lion")
     ap.add_argument("--repeats", type=int, default=21)
     ap.add_argument("--order-rounds", type=int, default=None, help="see measure_rotated")
     ap.add_argument("--flatten-sizes", default="4,8,16,64")
@@ -132,24 +149,32 @@ def main(argv=None):
     rows = []
     for i, chain in enumerate(chains):
         row = {"tree": args.tree, "leaves": len(shapes), "chain": chain}
-        for settle in (0, 1) if i % 2 == 0 else (1, 0):  # which goes first alternates
+        names = list(SETTINGS) if i % 2 == 0 else list(SETTINGS)[::-1]  # first: alternates
+        for name in names:
+            settle, flush = SETTINGS[name]
             makers = jax_makers(chain, shapes)
-            res = measure_rotated(makers, args.repeats, args.order_rounds, settle_steps=settle)
-            row[f"settle_{settle}"] = res
+            res = measure_rotated(
+                makers, args.repeats, args.order_rounds, settle_steps=settle, flush_bytes=flush
+            )
+            row[name] = res
             cells = " ".join(f"{k} {v['step_s'] * 1e3:.3f} ms" for k, v in res.items())
-            print(f"{args.tree} {chain} settle_steps={settle}: {cells}", flush=True)
+            print(f"{args.tree} {chain} {name}: {cells}", flush=True)
         rows.append(row)
     flat_us = first_flatten_us(shapes, sizes, args.repeats)
     print_flatten(flat_us, "")
-    control = first_flatten_without_fastbins(command)
-    if control is not None:
-        print_flatten(control, f" ({NO_FASTBINS})")
+    child = first_flatten_in_child(command, fastbins=True)
+    control = first_flatten_in_child(command, fastbins=False)
+    for what, got in (("a fresh process", child), (f"a fresh process, {NO_FASTBINS}", control)):
+        if got is not None:
+            print_flatten(got, f" ({what})")
     out = {
         "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()}, {os.cpu_count()} cores)",
+        "libc": glibc_version(),
         "command": " ".join(["bench_settle.py", *command]),
         "rows": rows,
         "first_flatten": flat_us,
-        "first_flatten_without_fastbins": control,
+        "first_flatten_fresh": child,
+        "first_flatten_fresh_without_fastbins": control,
     }
     write_result(Path(args.out), out)
     print(json.dumps({"written": args.out}))

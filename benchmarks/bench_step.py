@@ -263,8 +263,9 @@ def measure(runners, repeats, seed=0, keep_samples=False, settle_steps=None, flu
 
     Between the settling steps and the timed one, `flush_bytes` (default `FLUSH_BYTES`,
     64 MiB) of a buffer are written, so that the timed step does not find its own
-    arrays in the caches where the previous step left them: in a training loop the
-    backward pass runs in between. Without the flush, settled steps on the 4096 x 4096
+    arrays in the caches where the previous step left them (in a training loop the
+    backward pass runs in between; it would leave the gradients warm, which the flush
+    evicts too). Without the flush, settled steps on the 4096 x 4096
     matrix read SGD with momentum at 0.72x the roofline kernel, a difference in which
     arrays each program touches last, not in their traffic. No flush without settling
     steps (the previous competitor's step is the flush there)."""

@@ -122,13 +122,12 @@ def order_line(rows) -> str:
             f"compiled in {n} rounds, the order rotated so that each was compiled in each "
             "position equally often (step: median over the rounds; compile: the fastest)."
         )
-    settles = {}
+    settles = {}  # sentence -> its rows, in the order of the rows
     for r in rows:
         o = r.get("optax", {})
-        settles.setdefault((o.get("settle_steps"), o.get("flush_bytes")), []).append(r)
-    order = sorted(settles.items(), key=lambda kv: (kv[0][0] is None, kv[0][0] or 0, kv[0][1] or 0))
-    for (settle, flush), group in order:
-        text = settle_sentence(settle, flush)
+        text = settle_sentence(o.get("settle_steps"), o.get("flush_bytes"))
+        settles.setdefault(text, []).append(r)
+    for text, group in settles.items():
         if len(settles) > 1:
             cases = ", ".join(f"{r['tree']} {r['chain']}" for r in group)
             text = f"{cases}: {text[0].lower()}{text[1:]}"
@@ -581,34 +580,42 @@ def compile_order_section(path: Path, step: Path) -> str:
 SETTLE_NAMES = ("roofline", "ours_flat", "ours_pytree", "ours_flatten", "optax")
 
 
+def _settle_label(name, res) -> str:
+    """How a setting of bench_settle.py timed a step, from what `measure` recorded."""
+    first = next(iter(res.values()))
+    if not first.get("settle_steps"):
+        return "another competitor's step"
+    flush = first.get("flush_bytes")
+    if flush:
+        return f"an untimed step of its own, then {flush / 2**20:g} MiB written"
+    return "an untimed step of its own"
+
+
+def _flatten_cells(d, key, k) -> str:
+    v = (d.get(key) or {}).get(k)
+    return f"{v['first_us']:.1f} | {v['second_us']:.1f}" if v else "— | —"
+
+
 def settle_section(path: Path) -> str:
     d = json.loads(path.read_text())
     rows = d["rows"]
-    flush = rows[0]["settle_1"]["optax"].get("flush_bytes") if rows else None
-    then = (
-        f"after an untimed step of the same program and {flush / 2**20:g} MiB written to "
-        "evict it from the caches"
-        if flush
-        else "right after an untimed step of the same program (no cache flush)"
-    )
+    settings = [n for n in ("settle_0", "settle_1", "settle_1_flush") if rows and n in rows[0]]
     lines = [
         "## A step right after another competitor's",
         "",
         f"`python benchmarks/{d['command']}` on {d['device']}: the JAX competitors of a row "
-        "of the step table, measured twice in one process, both times in rotated orders: "
-        "each timed step right after another competitor's step (`settle_steps=0`, how the "
-        "JAX competitors of every step table were measured before), then "
-        f"{then} (`settle_steps=1`). Median step time, and in parentheses its ratio to the "
-        "roofline kernel of the same setting.",
+        f"of the step table, measured {len(settings)} ways in one process, each in rotated "
+        "orders, by what each timed step came right after. Median step time, and in "
+        "parentheses its ratio to the roofline kernel timed the same way.",
         "",
-        "| tree | chain | settling steps | "
+        "| tree | chain | timed step after | "
         + " | ".join(n.replace("_", " ") for n in SETTLE_NAMES)
         + " | ours pytree / optax |",
         "|---|---|---|" + "---|" * (len(SETTLE_NAMES) + 1),
     ]
     for r in rows:
-        for settle in (0, 1):
-            res = r[f"settle_{settle}"]
+        for name in settings:
+            res = r[name]
             roof = res.get("roofline", {}).get("step_s")
 
             def cell(k, res=res, roof=roof):
@@ -618,44 +625,69 @@ def settle_section(path: Path) -> str:
                 return f"{ms} ({res[k]['step_s'] / roof:.2f}x)" if roof else ms
 
             lines.append(
-                f"| {r['tree']} ({r['leaves']} leaves) | {r['chain']} | {settle} | "
+                f"| {r['tree']} ({r['leaves']} leaves) | {r['chain']} | "
+                f"{_settle_label(name, res)} | "
                 + " | ".join(cell(k) for k in SETTLE_NAMES)
                 + f" | {res['ours_pytree']['step_s'] / res['optax']['step_s']:.2f} |"
             )
     ff = d.get("first_flatten", {})
-    ctl = d.get("first_flatten_without_fastbins") or {}
+    fresh_key = "first_flatten_fresh"
+    off_key = "first_flatten_fresh_without_fastbins"
     if ff:
         lines += [
             "",
             "The mechanism, timed by the same command: right after each of optax's Adam steps "
             "on that tree, the first `jax.tree.flatten` of a tuple of k arrays, then a second "
-            "one (median microseconds); then the same in a child process started with "
-            "glibc's fast bins off (`GLIBC_TUNABLES=glibc.malloc.mxfast=0`):",
+            "one (median microseconds); in this process, after the measurements above, and "
+            "in two fresh child processes that differ only in glibc's fast bins (as usual, "
+            "or off: `GLIBC_TUNABLES=glibc.malloc.mxfast=0`)"
+            + (f"; {d['libc']}" if d.get("libc") else "")
+            + ":",
             "",
-            "| k arrays | first flatten | second flatten | first, fast bins off "
-            "| second, fast bins off |",
-            "|---|---|---|---|---|",
+            "| k arrays | first | second | fresh: first | fresh: second "
+            "| fresh, fast bins off: first | fresh, fast bins off: second |",
+            "|---|---|---|---|---|---|---|",
         ]
         for k, v in ff.items():
-            c = ctl.get(k)
-            off = f"{c['first_us']:.1f} | {c['second_us']:.1f}" if c else "— | —"
-            lines.append(f"| {k} | {v['first_us']:.1f} | {v['second_us']:.1f} | {off} |")
+            lines.append(
+                f"| {k} | {v['first_us']:.1f} | {v['second_us']:.1f} | "
+                f"{_flatten_cells(d, fresh_key, k)} | {_flatten_cells(d, off_key, k)} |"
+            )
     lines += [
         "",
-        "A 2000-leaf step frees thousands of small buffers into glibc's fast bins. Before "
-        "it serves the next large request (1 KiB or more), glibc merges them all "
-        "(`malloc_consolidate`), and whichever step runs next pays for it: a fraction of a "
+        "A 2000-leaf step frees thousands of small buffers into glibc's fast bins, and "
+        "glibc merges them all (`malloc_consolidate`) before it serves the next large "
+        "request (1 KiB or more), so whichever step runs next pays for it: a fraction of a "
         "millisecond, nothing beside optax's step, but most of a flat step on that tree. "
         "With the fast bins off the chunks are merged as they are freed, inside the step "
-        "that frees them, and the cost is gone from the first flatten. In a training loop a "
-        "step follows its own previous step, so the step tables now time each JAX "
-        "competitor's step after an untimed step of its own (`bench_step.measure`, "
-        "`--settle-steps`, default 1), and then write 64 MiB (`--flush-mib`) so that the "
-        "timed step does not find in the caches what that step left there, where a "
-        "training loop's backward pass would have evicted it; each table says how its rows "
-        "were measured.",
-        "",
+        "that frees them.",
     ]
+    on, off = d.get(fresh_key) or {}, d.get(off_key) or {}
+    both = [k for k in ff if k in on and k in off]
+    if both:
+        k = max(both, key=int)
+        lines[-1] += (
+            f" In the fresh processes, the first flatten of {k} arrays took "
+            f"{on[k]['first_us']:.1f} us with the fast bins and {off[k]['first_us']:.1f} us "
+            "without."
+        )
+    flushes = [
+        r["settle_1_flush"]["optax"].get("flush_bytes") for r in rows if "settle_1_flush" in r
+    ]
+    flush_text = (
+        f", and then write {flushes[0] / 2**20:g} MiB (`--flush-mib`) so that the timed "
+        "step does not find in the caches what that step left there (a training loop's "
+        "backward pass runs in between)"
+        if flushes and flushes[0]
+        else ""
+    )
+    lines[-1] += (
+        " In a training loop a step follows its own previous step, so the step tables now "
+        "time each JAX competitor's step after an untimed step of its own "
+        f"(`bench_step.measure`, `--settle-steps`, default 1){flush_text}; each table says "
+        "how its rows were measured."
+    )
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -13,12 +13,14 @@
 # (bench_step.measure_rotated); one round, ours compiled before optax's, is what fits
 # the time limits of a lent GPU, so on the 2000-leaf tree the GPU rows keep that bias.
 # SETTLE_STEPS (default 1): untimed steps of a competitor right before each timed one
-# (bench_step.measure).
+# (bench_step.measure); FLUSH_MIB (default 0): MiB written between them, which evicts the
+# host's caches, not the GPU's.
 set -u
 OUT=${OUT:-benchmarks/results}
 R=${REPEATS:-50}
 O=${ORDER_ROUNDS:-1}
 S=${SETTLE_STEPS:-1}
+F=${FLUSH_MIB:-0}
 QUICK=${QUICK:-}
 export PYTHONPATH=.
 python - <<'PY'
@@ -30,10 +32,10 @@ s = jo.flatten(jo.adam(1e-3)).init(p)
 print("flatten('auto') on", jax.default_backend(), "->", "buffer sizes", s.layout.sizes)
 PY
 timeout ${SMALL_S:-200} python benchmarks/bench_step.py $QUICK --no-torch --repeats $R \
-  --order-rounds $O --settle-steps $S --trees small --chains ${SMALL_CHAINS:-adam,sgd_momentum} \
+  --order-rounds $O --settle-steps $S --flush-mib $F --trees small --chains ${SMALL_CHAINS:-adam,sgd_momentum} \
   --out "$OUT/step_gpu.json" 2>&1 | grep -v -i warning
 timeout ${BIG_S:-120} python benchmarks/bench_step.py $QUICK --no-torch --repeats $R --append \
-  --order-rounds $O --settle-steps $S --trees gpt,matrix --chains ${BIG_CHAINS:-sgd_momentum,adam,clip_adamw_cosine,lion} \
+  --order-rounds $O --settle-steps $S --flush-mib $F --trees gpt,matrix --chains ${BIG_CHAINS:-sgd_momentum,adam,clip_adamw_cosine,lion} \
   --out "$OUT/step_gpu.json" 2>&1 | grep -v -i warning
 timeout ${SCALARS_S:-60} python benchmarks/bench_scalars.py --out "$OUT/scalars_gpu.json" \
   2>&1 | grep -v -i warning

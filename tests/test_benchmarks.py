@@ -42,13 +42,13 @@ def test_bench_step_writes_rows_and_table(tmp_path):
     for k in ("roofline", "ours_flat", "ours_pytree", "optax"):
         assert row[k]["step_s"] > 0 and row[k]["compile_s"] > 0, k
         assert row[k]["peak_bytes"] >= row[k]["base_bytes"] > 0, k
-        assert row[k]["settle_steps"] == bench_step.DEFAULT_SETTLE_STEPS, k
-        assert row[k]["flush_bytes"] == bench_step.DEFAULT_FLUSH_BYTES, k
+        assert (row[k]["settle_steps"], row[k]["flush_bytes"]) == (1, 64 << 20), k
     assert "| matrix (1 leaves" in out.with_suffix(".md").read_text()
     try:
         bench_step.main(argv + ["--settle-steps", "0", "--out", str(out)])
         (row,) = json.loads(out.read_text())["rows"]
         assert {row[k]["settle_steps"] for k in ("roofline", "optax")} == {0}
+        assert {row[k]["flush_bytes"] for k in ("roofline", "optax")} == {0}
         with pytest.raises(SystemExit):
             bench_step.main(argv + ["--settle-steps", "-1", "--out", str(out)])
     finally:
@@ -222,7 +222,7 @@ def test_train_step_variants_agree(tmp_path):
     out = tmp_path / "train.json"
     bench_train_step.main(["--leaves", "6", "--repeats", "2", "--out", str(out)])
     data = json.loads(out.read_text())
-    assert data["settle_steps"] == bench_step.SETTLE_STEPS
+    assert (data["settle_steps"], data["flush_bytes"]) == (1, 64 << 20)
     assert data["leaves"] == 6 and set(data["results"]) == {
         "model_sgd",
         "optax",
@@ -577,7 +577,9 @@ def test_measure_times_a_step_right_after_its_own_settling_steps():
     assert all(k == prev for k, prev in timed)
     assert [k for k, _ in seen[0::2]] == [k for k, _ in timed]
     assert plain["a"]["settle_steps"] == 0 and settled["b"]["settle_steps"] == 1
-    assert bench_step.measure(runners, 2)["a"]["settle_steps"] == bench_step.SETTLE_STEPS
+    defaults = bench_step.measure(runners, 2)["a"]
+    assert (defaults["settle_steps"], defaults["flush_bytes"]) == (1, 64 << 20)
+    bench_step._flush_buffer.clear()  # do not keep 64 MiB for the rest of the session
     with pytest.raises(ValueError, match="settle_steps must be >= 0"):
         bench_step.measure(runners, 2, settle_steps=-1)
     with pytest.raises(ValueError, match="flush_bytes must be >= 0"):
@@ -593,21 +595,27 @@ def test_bench_settle_smoke_and_docs_section(tmp_path):
 
     out = tmp_path / "settle.json"
     argv = ["--leaves", "6", "--repeats", "2", "--order-rounds", "1", "--flatten-sizes", "2,20"]
+    argv += ["--chains", "adam"]
     data = bench_settle.main(argv + ["--out", str(out)])
     assert data["command"] == "bench_settle.py " + " ".join(argv)  # without --out
     assert json.loads(out.read_text()) == data
     (row,) = data["rows"]
     assert (row["tree"], row["leaves"], row["chain"]) == ("small", 6, "adam")
-    for settle in (0, 1):
-        res = row[f"settle_{settle}"]
+    expected = {"settle_0": (0, 0), "settle_1": (1, 0), "settle_1_flush": (1, 64 << 20)}
+    for name, (settle, flush) in expected.items():
+        res = row[name]
         assert set(res) == set(make_docs.SETTLE_NAMES)
         assert all(r["settle_steps"] == settle and r["step_s"] > 0 for r in res.values())
-    assert set(data["first_flatten"]) == {"2", "20"}
-    if sys.platform.startswith("linux"):  # the control: a child with glibc's fast bins off
-        assert set(data["first_flatten_without_fastbins"]) == {"2", "20"}
+        assert all(r["flush_bytes"] == flush for r in res.values())
+    assert set(data["first_flatten"]) == set(data["first_flatten_fresh"]) == {"2", "20"}
+    if bench_settle.glibc_version():  # the control: a child with glibc's fast bins off
+        assert set(data["first_flatten_fresh_without_fastbins"]) == {"2", "20"}
+    else:
+        assert data["first_flatten_fresh_without_fastbins"] is None
     text = make_docs.settle_section(out)
     assert "## A step right after another competitor's" in text
-    assert text.count("| small (6 leaves) | adam |") == 2 and "| 20 |" in text
+    assert text.count("| small (6 leaves) | adam |") == 3 and "| 20 |" in text
+    assert "| an untimed step of its own, then 64 MiB written |" in text
     r0 = row["settle_0"]
     ratio = r0["ours_flat"]["step_s"] / r0["roofline"]["step_s"]
     assert f"({ratio:.2f}x)" in text  # the ratio is computed from the data
